@@ -10,7 +10,7 @@ Collaboration in Machine Learning via Synthetic Data Rewards" (AAAI 2022).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -239,6 +239,7 @@ def value_parties(
     if shapley == "exact":
         table = coalition_values_from_blocks(kbar, sizes)
         phi = exact_shapley(table)
+        values_by_mask: Mapping[int, float] | NDArray[np.float64] = table
         alpha = normalised_shapley(phi)
         keep = {members_of(mask) for mask in range(1, 1 << n)}
     else:
@@ -249,7 +250,7 @@ def value_parties(
         keep = {frozenset([i]) for i in range(n)} | {grand}
         keep |= set(stable_coalitions(phi))
         masks = np.array([mask_of(c) for c in keep], dtype=np.int64)
-        table = dict(
+        values_by_mask = dict(
             zip(
                 masks.tolist(),
                 coalition_values_from_blocks(kbar, sizes, masks),
@@ -258,7 +259,7 @@ def value_parties(
         )
 
     def v(c: frozenset[int]) -> float:
-        return float(table[mask_of(c)])
+        return float(values_by_mask[mask_of(c)])
 
     result = PartyValues(
         lengthscale=ell,

@@ -1,0 +1,181 @@
+"""The ``sample`` stage: each party's reward file (cgm.md §7).
+
+Weighted sampling of synthetic candidates per party until v(D_i ⊎ R_i) reaches
+r_i, written as ``sample/party_<i>.h5`` (THE reward file of interface.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from data.h5 import CANDIDATES, read_h5, write_h5
+from pipeline import manifest, paths
+from pipeline.config import RunConfig
+from pipeline.errors import UsageError
+from rewards.sampling import SamplingResult, sample_parties
+from valuation.result import PartyValues
+
+logger = logging.getLogger(__name__)
+
+TABLES = ("data", "gan", "value", "reward", "sample")
+
+
+def sample_seeds(cfg: RunConfig, n_parties: int) -> list[int]:
+    """Per-party integer seeds from the stage seed (or ``sample.seed``) spawned N times.
+
+    Each party's generator is ``np.random.default_rng(seed_i)``; the integers are
+    recorded in the manifest and in the reward files' ``seed`` attribute.
+    """
+    s = cfg.sample.seed
+    root = (
+        manifest.stage_seed(cfg.seed, "sample")
+        if s == "auto"
+        else (np.random.SeedSequence(s))
+    )
+    # 63-bit integers fit the int64 HDF5 attribute
+    return [int(q.generate_state(1, np.uint64)[0] >> 1) for q in root.spawn(n_parties)]
+
+
+def read_features(run_dir: Path, n_parties: int) -> dict[str, np.ndarray]:
+    """``party_<i>``, ``candidates`` and ``reference`` from ``value/features.h5``."""
+    names = (*(f"party_{i}" for i in range(n_parties)), "candidates", "reference")
+    data, _ = read_h5(paths.features(run_dir), names=names)
+    return data
+
+
+def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, Path]:
+    """Sample every party's reward set and write its reward file.
+
+    Args:
+        cfg: the run config (reads ``[sample]``).
+        run_dir: the run folder.
+        progress: show progress bars.
+
+    Returns:
+        Output name -> path.
+
+    Raises:
+        UsageError: on a missing or stale upstream stage.
+    """
+    s = cfg.sample
+    manifest.require(run_dir, "gan", ["candidates"])
+    manifest.require(run_dir, "value", ["features", "values"])
+    manifest.require(run_dir, "reward", ["rewards"])
+    values = PartyValues.from_dict(manifest.read_json(paths.values(run_dir)))
+    rewards = manifest.read_json(paths.rewards(run_dir))
+    n = values.n_parties
+    feats = read_features(run_dir, n)
+    cand, _ = read_h5(paths.candidates(run_dir), CANDIDATES)
+    if len(cand["x"]) != len(feats["candidates"]):
+        raise UsageError(
+            f"{paths.candidates(run_dir)}: {len(cand['x'])} candidates but "
+            f"features.h5 has {len(feats['candidates'])}; rerun `synthreward value`"
+        )
+    seeds = sample_seeds(cfg, n)
+    workers = min(n, os.cpu_count() or 1) if s.workers == "auto" else s.workers
+    t0 = manifest.begin(run_dir, "sample")
+    results = sample_parties(
+        [feats[f"party_{i}"] for i in range(n)],
+        feats["candidates"],
+        feats["reference"],
+        values.lengthscale,
+        rewards["reward_values"],
+        inv_temp=s.inv_temp,
+        seeds=seeds,
+        workers=workers,
+        device=s.device,
+        kernel_device=cfg.value.device,
+        kernel_precision=cfg.value.kernel_precision,
+        chunk_size=cfg.value.chunk_size,
+        progress=progress,
+    )
+    outputs = {}
+    for i, res in enumerate(results):
+        outputs[f"party_{i}"] = write_reward_file(
+            paths.reward_file(run_dir, i),
+            i,
+            res,
+            cand,
+            feats["candidates"],
+            values=values,
+            target=rewards["reward_values"][i],
+            inv_temp=s.inv_temp,
+            seed=seeds[i],
+        )
+    summary = [
+        {
+            "party": i,
+            "n_rewards": r.n_rewards,
+            "achieved": r.achieved_value,
+            "target": rewards["reward_values"][i],
+            "stop_reason": r.stop_reason,
+        }
+        for i, r in enumerate(results)
+    ]
+    for row in summary:
+        logger.info("party %(party)d: %(n_rewards)d rewards, %(stop_reason)s", row)
+    manifest.finish(
+        run_dir,
+        "sample",
+        config=cfg.tables(*TABLES),
+        seed={
+            "root": cfg.seed,
+            "sample_seed": s.seed,
+            "party_seeds": seeds,
+        },
+        inputs={
+            "candidates": paths.candidates(run_dir),
+            "features": paths.features(run_dir),
+            "values": paths.values(run_dir),
+            "rewards": paths.rewards(run_dir),
+        },
+        outputs=outputs,
+        started=t0,
+        metrics={"parties": summary},
+    )
+    return outputs
+
+
+def write_reward_file(
+    path: Path,
+    party_id: int,
+    res: SamplingResult,
+    cand: dict[str, np.ndarray],
+    cand_features: np.ndarray,
+    *,
+    values: PartyValues,
+    target: float,
+    inv_temp: float,
+    seed: int,
+) -> Path:
+    """Write one reward file with every dataset and attribute of interface.md."""
+    idx = res.candidate_index
+    return write_h5(
+        path,
+        {
+            "x": cand["x"][idx],
+            "y": cand["y"][idx].astype(np.int64),
+            "features": cand_features[idx],
+            "candidate_index": idx.astype(np.int64),
+            "value_trace": res.value_trace.astype(np.float64),
+        },
+        {
+            "party_id": party_id,
+            "shapley": float(values.shapley[party_id]),
+            "alpha": float(values.alpha[party_id]),
+            "reward_value": float(target),
+            "achieved_value": res.achieved_value,
+            "inv_temp": float(inv_temp) if math.isfinite(inv_temp) else np.inf,
+            "seed": seed,
+            "lengthscale": float(values.lengthscale),
+            "stop_reason": res.stop_reason,
+            "start_value": res.start_value,
+            "best_value": res.best_value,
+            "n_rewards": res.n_rewards,
+        },
+    )

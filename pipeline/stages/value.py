@@ -1,0 +1,143 @@
+"""The ``value`` stage: features, lengthscale, coalition and Shapley values.
+
+cgm.md §4–§5: one feature map fitted on parties and candidates and applied to both;
+v(S) = S_XY − S_X against T = all party data ⊎ all candidates; all 2^N coalition
+values from one block-sum kernel pass; exact (or permutation) Shapley values.
+Writes ``value/features.h5``, ``value/values.json`` (and the autoencoder).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+
+from data.h5 import CANDIDATES, read_h5, write_h5
+from pipeline import manifest, paths
+from pipeline.config import RunConfig
+from pipeline.errors import UsageError
+from pipeline.stages.common import read_pool
+from valuation.api import value_parties
+from valuation.features import AutoencoderMap, PcaMap, fit_feature_map
+
+logger = logging.getLogger(__name__)
+
+TABLES = ("data", "gan", "value")
+
+
+def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, Path]:
+    """Value every party against the reference.
+
+    Args:
+        cfg: the run config (reads ``[value]``).
+        run_dir: the run folder.
+        progress: show progress bars.
+
+    Returns:
+        Output name -> path.
+
+    Raises:
+        UsageError: on a missing/stale upstream, candidates of another shape, or a
+            failure of the lengthscale rule (the message says what to set).
+    """
+    v = cfg.value
+    pool = read_pool(run_dir)
+    manifest.require(run_dir, "gan", ["candidates"])
+    cand, _ = read_h5(paths.candidates(run_dir), CANDIDATES)
+    party_x = [x for x, _ in pool.parties]
+    if cand["x"].shape[1:] != party_x[0].shape[1:]:
+        raise UsageError(
+            f"{paths.candidates(run_dir)}: candidate shape {cand['x'].shape[1:]} "
+            f"differs from the party data's {party_x[0].shape[1:]}"
+        )
+    seed = manifest.stage_int_seed(cfg.seed, "value")
+    t0 = manifest.begin(run_dir, "value")
+    x_fit = np.concatenate([*party_x, cand["x"]])
+    pl.seed_everything(seed, workers=True)
+    fmap = fit_feature_map(
+        x_fit,
+        v.features,
+        feature_dim=v.feature_dim,
+        ae_epochs=v.ae_epochs,
+        seed=seed,
+        device=v.device,
+        progress=progress,
+    )
+    party_f = [fmap.transform(x) for x in party_x]
+    cand_f = fmap.transform(cand["x"])
+    try:
+        values = value_parties(
+            party_f,
+            cand_f,
+            lengthscale=v.lengthscale,
+            shapley=v.shapley,
+            n_permutations=v.permutations,
+            seed=manifest.stage_seed(cfg.seed, "value"),
+            chunk_size=v.chunk_size,
+            device=v.device,
+            kernel_precision=v.kernel_precision,
+            features=fmap.kind,
+            progress=progress,
+        )
+    except ValueError as e:
+        text = str(e)
+        key = (
+            "lengthscale"
+            if "ℓ" in text or "lengthscale" in text
+            else ("shapley" if "Shapley" in text else "features")
+        )
+        raise UsageError(f"[value] {key}: {text}") from e
+    outputs: dict[str, Path] = {}
+    groups = {}
+    if isinstance(fmap, PcaMap):
+        groups["feature_map"] = fmap.to_arrays()
+    if isinstance(fmap, AutoencoderMap):
+        ckpt = paths.autoencoder_ckpt(run_dir)
+        tmp = ckpt.with_name(f".{ckpt.name}.tmp")
+        fmap.save(str(tmp))
+        os.replace(tmp, ckpt)
+        outputs["autoencoder"] = ckpt
+    datasets = {f"party_{i}": f for i, f in enumerate(party_f)}
+    datasets["candidates"] = cand_f
+    datasets["reference"] = np.concatenate([*party_f, cand_f]).astype(np.float32)
+    outputs["features"] = write_h5(
+        paths.features(run_dir),
+        datasets,
+        {
+            "features": fmap.kind,
+            "feature_dim": fmap.feature_dim,
+            "n_parties": len(party_f),
+            "seed": cfg.seed,
+        },
+        groups=groups,
+    )
+    logger.info(
+        "lengthscale %.4g; shapley %s; alpha %s",
+        values.lengthscale,
+        [round(p, 6) for p in values.shapley],
+        [round(a, 4) for a in values.alpha],
+    )
+    outputs["values"] = manifest.write_json(paths.values(run_dir), values.to_dict())
+    manifest.finish(
+        run_dir,
+        "value",
+        config=cfg.tables(*TABLES),
+        seed={
+            "root": cfg.seed,
+            "stage_key": manifest.STAGE_KEY["value"],
+            "torch": seed,
+        },
+        inputs={**pool.inputs, "candidates": paths.candidates(run_dir)},
+        outputs=outputs,
+        started=t0,
+        metrics={
+            "lengthscale": values.lengthscale,
+            "alpha": list(values.alpha),
+            "features": fmap.kind,
+            "feature_dim": fmap.feature_dim,
+        },
+    )
+    return outputs

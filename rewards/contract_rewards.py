@@ -1,0 +1,174 @@
+"""From first moments to rewards, and the checks of contract.md §3.
+
+Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design for Collaborative Machine
+Learning" (AAAI 2025). Proportional assignment: for every outcome n with n_i ≥ 1 a
+type-i participant receives a model of accuracy r_i(n) = (t_i/t̄_i)·a(n·m), e.g. the
+joint model degraded to that accuracy. Then E_{W_i}[v(r_i)] = t_i, so IR and IC carry
+over from FM to the original problem (P).
+
+The checks are computed from the recovered r_i(n) over all outcomes, never from t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rewards.contract_accuracy import AccuracyModel
+
+__all__ = ["ContractChecks", "check_contract", "recover_rewards", "reward_expectations"]
+
+CHECK_NAMES: tuple[str, ...] = ("feasible", "first_moment", "ir", "ic", "monotone")
+
+
+def recover_rewards(
+    outcomes: NDArray,
+    m: NDArray,
+    t: NDArray,
+    t_bar: NDArray,
+    accuracy: AccuracyModel,
+) -> NDArray[np.float64]:
+    """Proportional rewards r_i(n) = (t_i/t̄_i)·a(n·m) (contract.md §3).
+
+    The ratio is clipped to [0, 1]: a reward can never beat the joint model, even when
+    the solver leaves t_i a rounding error above t̄_i (the first-moment check still
+    measures any such gap). r_i(n) = 0 where n_i = 0 or t̄_i = 0.
+
+    Args:
+        outcomes: (n_outcomes, K) type counts.
+        m: (K,) contributions.
+        t: (K,) promised expected reward values.
+        t_bar: (K,) t̄_i(m).
+        accuracy: the accuracy model a.
+
+    Returns:
+        (K, n_outcomes) float64 accuracies r_i(n).
+
+    Example:
+        >>> from rewards.contract_accuracy import PowerLawAccuracy
+        >>> acc = PowerLawAccuracy(a_max=1.0, kappa=10.0, exponent=0.5)
+        >>> recover_rewards(np.array([[1, 1]]), np.array([100.0, 300.0]),
+        ...                 np.array([25.0, 50.0]), np.array([50.0, 50.0]), acc)
+        array([[0.25],
+               [0.5 ]])
+    """
+    t_bar = np.asarray(t_bar, dtype=np.float64)
+    safe = np.where(t_bar > 0, t_bar, 1.0)
+    ratio = np.where(t_bar > 0, np.clip(np.asarray(t) / safe, 0.0, 1.0), 0.0)
+    joint = accuracy.value(outcomes @ m)  # (n_outcomes,)
+    present = (outcomes >= 1).T  # (K, n_outcomes)
+    return np.where(present, ratio[:, None] * joint[None, :], 0.0)
+
+
+def reward_expectations(
+    rewards: NDArray, weights: NDArray, value_scale: float
+) -> NDArray[np.float64]:
+    """E_{W_i}[v(r_i)] = Σ_n W_i(n)·V·r_i(n), one value per type.
+
+    Args:
+        rewards: (K, n_outcomes) r_i(n).
+        weights: (K, n_outcomes) W_i(n).
+        value_scale: V.
+
+    Returns:
+        (K,) expected reward values.
+
+    Example:
+        >>> reward_expectations(np.array([[0.2, 0.4]]), np.array([[0.5, 0.5]]), 100.0)
+        array([30.])
+    """
+    return value_scale * np.sum(weights * rewards, axis=1)
+
+
+@dataclass(frozen=True)
+class ContractChecks:
+    """The five checks of contract.md §3 and their worst slacks.
+
+    A slack ≥ 0 means the check holds exactly; a check passes when its worst slack is
+    ≥ −tolerance (tolerance 1e-6·V, in value units; for monotonicity of m, in data
+    points).
+
+    Attributes:
+        feasible: 0 ≤ v(r_i(n)) ≤ v(a(n·m)) for every n and every i with n_i ≥ 1.
+        first_moment: |E_{W_i}[v(r_i)] − t_i| ≤ tolerance.
+        ir: E_{W_i}[v(r_i)] − c_i m_i ≥ f_i − tolerance.
+        ic: for all ordered pairs (i, j), type i prefers its own contract.
+        monotone: m and t non-decreasing in the type index.
+        worst_slack: name → worst slack of that check.
+        tolerance: the tolerance used.
+    """
+
+    feasible: bool
+    first_moment: bool
+    ir: bool
+    ic: bool
+    monotone: bool
+    worst_slack: dict[str, float]
+    tolerance: float
+
+    @property
+    def all_passed(self) -> bool:
+        """True when every check passes."""
+        return all(getattr(self, name) for name in CHECK_NAMES)
+
+    def to_dict(self) -> dict[str, object]:
+        """The checks as a JSON-ready dict, with ``worst_slack`` and ``tolerance``."""
+        out: dict[str, object] = {
+            name: bool(getattr(self, name)) for name in CHECK_NAMES
+        }
+        out["worst_slack"] = {k: float(v) for k, v in self.worst_slack.items()}
+        out["tolerance"] = float(self.tolerance)
+        return out
+
+
+def check_contract(
+    *,
+    outcomes: NDArray,
+    weights: NDArray,
+    rewards: NDArray,
+    m: NDArray,
+    t: NDArray,
+    costs: NDArray,
+    f: NDArray,
+    accuracy: AccuracyModel,
+    value_scale: float,
+    tolerance: float | None = None,
+) -> ContractChecks:
+    """Run the checks of contract.md §3 on the recovered rewards.
+
+    Args:
+        outcomes: (n_outcomes, K) type counts.
+        weights: (K, n_outcomes) W_i(n).
+        rewards: (K, n_outcomes) recovered r_i(n).
+        m: (K,) contributions.
+        t: (K,) promised expected reward values.
+        costs: (K,) costs.
+        f: (K,) reservation utilities.
+        accuracy: the accuracy model a.
+        value_scale: V.
+        tolerance: defaults to 1e-6·V (contract.md §3).
+
+    Returns:
+        The `ContractChecks`.
+    """
+    tol = 1e-6 * value_scale if tolerance is None else float(tolerance)
+    present = (outcomes >= 1).T
+    joint = value_scale * accuracy.value(outcomes @ m)[None, :]
+    values = value_scale * rewards
+    feasible = np.where(present, np.minimum(values, joint - values), np.inf)
+    expect = reward_expectations(rewards, weights, value_scale)
+    # mimic[i, j] = E_{W_j}[v(r_j)] − c_i m_j: type i's utility from contract j
+    mimic = expect[None, :] - costs[:, None] * m[None, :]
+    own = np.diag(mimic)
+    off = ~np.eye(costs.size, dtype=bool)
+    slack = {
+        "feasible": float(feasible.min()),
+        "first_moment": float(-np.max(np.abs(expect - t))),
+        "ir": float(np.min(own - f)),
+        "ic": float(np.min((own[:, None] - mimic)[off])),
+        "monotone": float(min(np.diff(m).min(), np.diff(t).min())),
+    }
+    passed = {name: slack[name] >= -tol for name in CHECK_NAMES}
+    return ContractChecks(**passed, worst_slack=slack, tolerance=tol)

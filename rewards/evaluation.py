@@ -1,0 +1,186 @@
+"""Evaluation of synthetic-data rewards (cgm.md §8; Tay et al., AAAI 2022, §6).
+
+Per party, compares X = D_i (before) and X = D_i ⊎ R_i (after) with the reference
+T in feature space (unbiased MMD², k-NN KL, Gaussian W2, class imbalance, |R_i|),
+correlates the after-values with α, and measures the downstream accuracy gain of a
+classifier trained on D_i ⊎ R_i over one trained on D_i alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rewards.classifiers import (
+    Preprocessor,
+    accuracy,
+    build_classifier,
+    train_classifier,
+)
+from rewards.metrics import mean_and_se, pearson_or_none
+from valuation.divergences import class_imbalance, gaussian_w2, knn_kl_divergence
+from valuation.mmd import kernel_sum, unbiased_mmd2_from_sums
+
+logger = logging.getLogger(__name__)
+
+#: The distribution metrics of cgm.md §8.1, in report order.
+METRICS = ("mmd2", "knn_kl", "w2", "class_imbalance", "n_rewards")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference T and its own kernel sum, computed once per run.
+
+    Attributes:
+        features: (n_T, d) reference features.
+        lengthscale: ℓ of the value stage.
+        k_tt: Σ_{y,y'∈T} k(y, y') (diagonal included), = v_reference · n_T².
+    """
+
+    features: NDArray[np.float32]
+    lengthscale: float
+    k_tt: float
+
+
+def distribution_metrics(
+    x: NDArray,
+    y: NDArray,
+    ref: Reference,
+    n_classes: int,
+    *,
+    n_rewards: int,
+    chunk_size: int = 4096,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """The metrics of cgm.md §8.1 for one set X ⊂ T.
+
+    Args:
+        x: (m, d) features of X (m ≥ 7 for the k-NN estimator).
+        y: (m,) labels of X.
+        ref: the reference.
+        n_classes: C of the pool.
+        n_rewards: |R_i| (0 for "before").
+        chunk_size: kernel tile rows.
+        device: kernel device.
+
+    Returns:
+        ``mmd2``, ``knn_kl``, ``knn_kl_skipped``, ``w2``, ``class_imbalance``,
+        ``n_rewards``.
+    """
+    t = ref.features
+    m, n = len(x), len(t)
+    kw = {"chunk_size": chunk_size, "device": device}
+    k_xx = kernel_sum(x, x, ref.lengthscale, **kw)
+    k_xt = kernel_sum(x, t, ref.lengthscale, **kw)
+    kl = knn_kl_divergence(x, t)
+    return {
+        "mmd2": unbiased_mmd2_from_sums(k_xx, ref.k_tt, k_xt, m, n),
+        "knn_kl": kl.value,
+        "knn_kl_skipped": kl.skipped,
+        "w2": gaussian_w2(x, t),
+        "class_imbalance": class_imbalance(y, n_classes),
+        "n_rewards": n_rewards,
+    }
+
+
+def alpha_correlations(
+    alpha: Sequence[float], rows: Sequence[dict[str, float]]
+) -> dict[str, float | None]:
+    """Pearson corr(α, metric) over parties for every metric of ``METRICS``.
+
+    Args:
+        alpha: (N,) normalised Shapley values α_i = φ_i / max φ.
+        rows: per party, the metrics after rewards.
+
+    Returns:
+        metric -> correlation (``None`` when a vector has zero variance).
+    """
+    return {m: pearson_or_none(alpha, [r[m] for r in rows]) for m in METRICS}
+
+
+def sweep_summary(
+    inv_temps: Sequence[float],
+    per_beta: Sequence[dict[str, float | None]],
+    n_rewards: Sequence[Sequence[int]],
+    mmd2: Sequence[Sequence[float]],
+) -> dict[str, object]:
+    """Mean ± s.e. over β of each corr(α, ·), and corr(β, ·) averaged over parties.
+
+    Args:
+        inv_temps: the β values of the sweep.
+        per_beta: for each β, the correlations of :func:`alpha_correlations`.
+        n_rewards: [β][party] number of rewards.
+        mmd2: [β][party] unbiased MMD² after rewards.
+
+    Returns:
+        ``corr_alpha`` {metric: {mean, se}}, ``corr_beta_n_rewards`` and
+        ``corr_beta_mmd2`` (means over parties of corr(β, ·); None if undefined).
+    """
+    out: dict[str, object] = {
+        "corr_alpha": {
+            m: dict(
+                zip(("mean", "se"), mean_and_se([c[m] for c in per_beta]), strict=True)
+            )
+            for m in METRICS
+        }
+    }
+    for name, table in (("n_rewards", n_rewards), ("mmd2", mmd2)):
+        arr = np.asarray(table, dtype=np.float64)  # (n_beta, N)
+        if len(inv_temps) < 2:
+            out[f"corr_beta_{name}"] = None
+            continue
+        per_party = [pearson_or_none(inv_temps, arr[:, i]) for i in range(arr.shape[1])]
+        out[f"corr_beta_{name}"] = mean_and_se(per_party)[0]
+    return out
+
+
+def downstream_accuracy(
+    own: tuple[NDArray, NDArray],
+    combined: tuple[NDArray, NDArray],
+    test: tuple[NDArray, NDArray],
+    n_classes: int,
+    *,
+    kind: str = "auto",
+    epochs: int,
+    seed: int,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Accuracy on the test set of a classifier trained on D_i vs on D_i ⊎ R_i.
+
+    Both runs use the same seeded initialisation and shuffling seed (cgm.md §8.2),
+    Adam 1e-3, batch 64; each fits its input standardisation on its own training
+    data, as a user would.
+
+    Args:
+        own: (x, y) of D_i in the data space.
+        combined: (x, y) of D_i ⊎ R_i in the data space.
+        test: (x, y) of the held-out test set.
+        n_classes: C.
+        kind: ``auto``, ``cnn`` or ``mlp``.
+        epochs: training epochs.
+        seed: seeds initialisation and shuffling.
+        device: torch device.
+
+    Returns:
+        ``acc_before``, ``acc_after``, ``gain``.
+    """
+    accs = []
+    for x, y in (own, combined):
+        pre = Preprocessor.fit(kind, x)
+        model = build_classifier(pre.kind, x.shape[1:], n_classes, seed=seed)
+        train_classifier(
+            model,
+            pre.transform(x),
+            y,
+            epochs=epochs,
+            batch_size=64,
+            lr=1e-3,
+            seed=seed,
+            device=device,
+        )
+        accs.append(accuracy(model, pre.transform(test[0]), test[1]))
+    return {"acc_before": accs[0], "acc_after": accs[1], "gain": accs[1] - accs[0]}

@@ -1,0 +1,470 @@
+"""Tests of the pure CGSV functions (cgsv.md §2, §5, §8, §9)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from rewards.gradient import (
+    aggregation_weights,
+    cosine_contributions,
+    cosine_game_values,
+    exact_shapley_cosine,
+    flat_layer_topk,
+    layer_topk,
+    mc_permutations,
+    mc_shapley_cosine,
+    normalise_update,
+    reward_fractions,
+    sv_check,
+    sv_check_setting,
+    topk_count,
+    update_importance,
+)
+
+# --- normalise_update ---------------------------------------------------------
+
+
+def test_normalise_update_known_answer():
+    # Prepare: ‖(3, 4)‖ = 5
+    delta = torch.tensor([3.0, 4.0])
+    # Execute
+    u = normalise_update(delta, 0.5)
+    # Assert: 0.5 · (3, 4) / (5 + 1e-7); rtol 1e-6 covers float32 rounding
+    np.testing.assert_allclose(u.numpy(), [0.3, 0.4], rtol=1e-6)
+    assert u.dtype == torch.float32
+
+
+def test_normalise_update_has_norm_gamma(seed):
+    # Prepare
+    delta = torch.randn(1000, generator=torch.Generator().manual_seed(seed)) * 1e-3
+    # Execute
+    u = normalise_update(delta, 0.7)
+    # Assert: ‖u‖ = Γ‖Δ‖/(‖Δ‖ + 1e-7); rtol 1e-5 covers the 1e-7 term at ‖Δ‖ ≈ 0.03
+    assert float(torch.linalg.vector_norm(u)) == pytest.approx(0.7, rel=1e-5)
+
+
+def test_normalise_update_zero_gives_zero_and_warning(caplog):
+    # Prepare
+    delta = torch.zeros(5)
+    # Execute
+    with caplog.at_level(logging.WARNING):
+        u = normalise_update(delta, 0.5)
+    # Assert
+    assert torch.equal(u, torch.zeros(5))
+    assert "Zero parameter update" in caplog.text
+
+
+# --- aggregation_weights ------------------------------------------------------
+
+
+def test_cgsv_weights_round0_sizes_then_r():
+    # Prepare
+    n = [1, 1, 2]
+    r = np.array([0.5, 0.3, 0.2])
+    u = np.zeros((3, 2))
+    # Execute
+    w0, f0 = aggregation_weights("cgsv", n, np.zeros(3), u, 0)
+    w1, f1 = aggregation_weights("cgsv", n, r, u, 1)
+    # Assert: round 0 uses n/Σn, later rounds r_{t−1}
+    np.testing.assert_array_equal(w0, [0.25, 0.25, 0.5])
+    np.testing.assert_array_equal(w1, r)
+    assert not f0
+    assert not f1
+
+
+def test_fedavg_weights_every_round():
+    # Prepare
+    n = [3, 1]
+    # Execute
+    w, failed = aggregation_weights(
+        "fedavg", n, np.array([0.1, 0.9]), np.zeros((2, 1)), 5
+    )
+    # Assert
+    np.testing.assert_array_equal(w, [0.75, 0.25])
+    assert not failed
+
+
+def test_nash_weights_from_solver_tuple_and_object():
+    # Prepare: a solver returning α = (1, 3), as a tuple and as an object
+    class Result:
+        alpha = np.array([1.0, 3.0])
+        success = True
+
+    def tuple_solver(g):
+        return np.array([1.0, 3.0]), {"success": True}
+
+    u = np.eye(2)
+    # Execute
+    w_tuple, failed_tuple = aggregation_weights(
+        "nash", [1, 1], [0.5, 0.5], u, 2, nbs=tuple_solver
+    )
+    w_obj, failed_obj = aggregation_weights(
+        "nash", [1, 1], [0.5, 0.5], u, 2, nbs=lambda g: Result()
+    )
+    # Assert: w = α/Σα
+    np.testing.assert_allclose(w_tuple, [0.25, 0.75], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(w_obj, [0.25, 0.75], rtol=0, atol=1e-15)
+    assert not failed_tuple
+    assert not failed_obj
+
+
+def test_nash_failure_falls_back_to_cgsv(caplog):
+    # Prepare: the solver reports failure (0 in the convex hull of u and −u)
+    u = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    r = np.array([0.4, 0.6])
+    # Execute
+    with caplog.at_level(logging.WARNING):
+        w, failed = aggregation_weights(
+            "nash", [1, 3], r, u, 1, nbs=lambda g: (None, {"reason": "unbounded"})
+        )
+        w0, failed0 = aggregation_weights(
+            "nash", [1, 3], r, u, 0, nbs=lambda g: (None, {"reason": "unbounded"})
+        )
+    # Assert: cgsv weights of that round
+    np.testing.assert_array_equal(w, r)
+    np.testing.assert_array_equal(w0, [0.25, 0.75])
+    assert failed
+    assert failed0
+    assert "bargaining failed" in caplog.text
+
+
+def test_nash_without_solver_raises(monkeypatch):
+    # Prepare: make `import rewards.bargaining` fail
+    monkeypatch.setitem(sys.modules, "rewards.bargaining", None)
+    # Execute / Assert
+    with pytest.raises(ValueError, match="nash"):
+        aggregation_weights("nash", [1, 1], [0.5, 0.5], np.eye(2), 0)
+
+
+# --- cosine_contributions -----------------------------------------------------
+
+
+def test_cosine_identical_opposite_orthogonal():
+    # Prepare
+    u = np.array([[2.0, 0.0], [-1.0, 0.0], [0.0, 5.0]])
+    agg = np.array([3.0, 0.0])
+    # Execute
+    psi = cosine_contributions(u, agg)
+    # Assert
+    np.testing.assert_array_equal(psi, [1.0, -1.0, 0.0])
+
+
+def test_cosine_zero_upload_is_zero_with_warning(caplog):
+    # Prepare
+    u = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    # Execute
+    with caplog.at_level(logging.WARNING):
+        psi = cosine_contributions(u, torch.tensor([1.0, 1.0]))
+    # Assert
+    assert psi[0] == 0.0
+    assert psi[1] == pytest.approx(1.0, abs=1e-12)  # float64 cosine of equal vectors
+    assert "Zero vector" in caplog.text
+
+
+def test_cosine_tensor_and_numpy_paths_match_loop(seed):
+    # Prepare
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal((4, 50))
+    agg = rng.standard_normal(50)
+    expected = [
+        float(row @ agg / (np.linalg.norm(row) * np.linalg.norm(agg))) for row in u
+    ]
+    # Execute
+    psi_np = cosine_contributions(u, agg)
+    psi_t = cosine_contributions(
+        torch.from_numpy(u).float(), torch.from_numpy(agg).float()
+    )
+    # Assert: float64 vs float64 loop exact to 1e-12; float32 inputs to 1e-6
+    np.testing.assert_allclose(psi_np, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(psi_t, expected, rtol=0, atol=1e-6)
+    assert psi_t.dtype == np.float64
+
+
+# --- update_importance --------------------------------------------------------
+
+
+def test_importance_equal_psi_gives_uniform():
+    # Prepare: cgsv.md §2 check, N = 5, r_{−1} = 0, ψ = 0.5
+    # Execute
+    r = update_importance(np.zeros(5), np.full(5, 0.5), 0.95)
+    # Assert: 1e-15 is float64 rounding of 0.025/0.125
+    np.testing.assert_allclose(r, [0.2] * 5, rtol=0, atol=1e-15)
+
+
+def test_importance_floor_and_normalisation():
+    # Prepare: r̃ = 0.5·(0.5, 0.5, 0) + 0.5·(1, −1, −1) = (0.75, −0.25, −0.5)
+    r_prev = np.array([0.5, 0.5, 0.0])
+    psi = np.array([1.0, -1.0, -1.0])
+    # Execute
+    r = update_importance(r_prev, psi, 0.5)
+    # Assert: floored to (0.75, 1e-3, 1e-3), divided by 0.752
+    np.testing.assert_allclose(
+        r, [0.75 / 0.752, 0.001 / 0.752, 0.001 / 0.752], rtol=1e-14
+    )
+    assert r.sum() == pytest.approx(1.0, abs=1e-15)
+
+
+def test_importance_random_sums_to_one(seed):
+    # Prepare
+    rng = np.random.default_rng(seed)
+    r_prev = rng.dirichlet(np.ones(7))
+    psi = rng.uniform(-1, 1, 7)
+    # Execute
+    r = update_importance(r_prev, psi, 0.9)
+    # Assert: the floor keeps every entry ≥ 1e-3 / Σ max(r̃, 1e-3) > 0
+    assert r.sum() == pytest.approx(1.0, abs=1e-12)
+    assert np.all(r >= 1e-3 / np.maximum(0.9 * r_prev + 0.1 * psi, 1e-3).sum() - 1e-18)
+
+
+# --- reward_fractions ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("beta", "expected"),
+    [
+        (0.5, [0.127, 0.253, 0.379, 0.754, 1.0]),
+        (1.0, [0.131, 0.262, 0.392, 0.767, 1.0]),
+        (2.0, [0.150, 0.297, 0.439, 0.809, 1.0]),
+        (1e7, [1.0] * 5),
+        (math.inf, [1.0] * 5),
+    ],
+)
+def test_reward_fractions_worked_table(beta, expected):
+    # Prepare: cgsv.md §2 worked example
+    r = np.array([0.05, 0.10, 0.15, 0.30, 0.40])
+    # Execute
+    q = reward_fractions(r, beta)
+    # Assert: the table is given to 3 decimals
+    np.testing.assert_allclose(q, expected, rtol=0, atol=5e-4)
+    assert q.max() == 1.0
+
+
+# --- layer_topk ---------------------------------------------------------------
+
+
+def test_topk_count_cases():
+    # Prepare / Execute / Assert: k = min(⌈q n⌉, max(n − 1, 1))
+    assert topk_count(0.3, 10) == 3  # 0.3·10 is 3.0000000000000004 in float
+    assert topk_count(0.31, 10) == 4
+    assert topk_count(1.0, 10) == 9  # n − 1 cap
+    assert topk_count(1e-6, 10) == 1  # any q > 0 keeps one
+    assert topk_count(0.5, 1) == 1  # one entry
+
+
+def test_layer_topk_keeps_ties():
+    # Prepare: k = ⌈0.25·4⌉ = 1, τ = 3, two entries tie at τ
+    u = [torch.tensor([1.0, -3.0, 3.0, 2.0])]
+    # Execute
+    (g,) = layer_topk(u, 0.25)
+    # Assert
+    assert g.tolist() == [0.0, -3.0, 3.0, 0.0]
+
+
+def test_layer_topk_caps_at_n_minus_one_and_keeps_single_entry():
+    # Prepare
+    u = [torch.tensor([[1.0, -2.0], [3.0, 4.0]]), torch.tensor([-5.0])]
+    # Execute
+    g_full, g_one = layer_topk(u, 1.0)
+    _, g_one_small = layer_topk(u, 1e-3)
+    # Assert: q = 1 drops the smallest entry; the one-entry tensor is always kept
+    assert g_full.tolist() == [[0.0, -2.0], [3.0, 4.0]]
+    assert g_one.tolist() == [-5.0]
+    assert g_one_small.tolist() == [-5.0]
+
+
+def test_layer_topk_small_q_keeps_one_per_tensor():
+    # Prepare
+    u = [torch.tensor([0.1, 0.5, -0.2]), torch.tensor([[2.0, 1.0]])]
+    # Execute
+    g = layer_topk(u, 1e-9)
+    # Assert
+    assert [int((t != 0).sum()) for t in g] == [1, 1]
+    assert g[0].tolist() == [0.0, 0.5, 0.0]
+
+
+def test_flat_layer_topk_matches_layer_topk(seed):
+    # Prepare: random layers with forced ties, random fractions
+    rng = np.random.default_rng(seed)
+    sizes = [1, 7, 30, 2, 64]
+    u = torch.from_numpy(rng.integers(-5, 6, sum(sizes)).astype(np.float32) / 4)
+    q = np.concatenate([rng.uniform(1e-3, 1, 6), [1.0]])
+    # Execute
+    fast = flat_layer_topk(u, sizes, q)
+    # Assert: identical to the per-layer definition
+    for i, qi in enumerate(q):
+        slow = torch.cat(layer_topk(u.split(sizes), float(qi)))
+        assert torch.equal(fast[i], slow)
+
+
+# --- the cosine game ----------------------------------------------------------
+
+
+def _brute_force_shapley(u: np.ndarray) -> np.ndarray:
+    n = u.shape[0]
+    grand = u.sum(0)
+
+    def v(members):
+        if not members:
+            return 0.0
+        s = u[list(members)].sum(0)
+        return float(s @ grand / (np.linalg.norm(s) * np.linalg.norm(grand)))
+
+    phi = np.zeros(n)
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        for size in range(n):
+            w = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+            for c in itertools.combinations(others, size):
+                phi[i] += w * (v((*c, i)) - v(c))
+    return phi
+
+
+def test_cosine_game_values_match_direct(seed):
+    # Prepare
+    u = np.random.default_rng(seed).standard_normal((5, 20))
+    grand = u.sum(0)
+    # Execute
+    table = cosine_game_values(u)
+    # Assert: incremental Gram sums vs direct cosines, float64 to 1e-12
+    for mask in range(1, 32):
+        s = u[[i for i in range(5) if mask >> i & 1]].sum(0)
+        direct = s @ grand / (np.linalg.norm(s) * np.linalg.norm(grand))
+        assert table[mask] == pytest.approx(direct, abs=1e-12)
+    assert table[0] == 0.0
+
+
+def test_exact_shapley_cosine_two_parties_by_hand():
+    # Prepare: u_N = (2, 1); v({0}) = 2/√5, v({1}) = 1/√5, v(N) = 1
+    u = np.array([[2.0, 0.0], [0.0, 1.0]])
+    s5 = math.sqrt(5.0)
+    # Execute
+    phi = exact_shapley_cosine(u)
+    # Assert: φ_0 = (2/√5 + 1 − 1/√5)/2
+    np.testing.assert_allclose(phi, [(1 + 1 / s5) / 2, (1 - 1 / s5) / 2], rtol=1e-14)
+
+
+def test_exact_shapley_cosine_efficiency_and_brute_force(seed):
+    # Prepare
+    u = np.random.default_rng(seed).standard_normal((4, 10))
+    # Execute
+    phi = exact_shapley_cosine(u)
+    # Assert: Σφ = v(N) = 1 (float64, 1e-12); equals the subset formula
+    assert phi.sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(phi, _brute_force_shapley(u), rtol=0, atol=1e-12)
+
+
+def test_exact_shapley_cosine_symmetric_parties_equal():
+    # Prepare: parties 0 and 1 hold the same vector
+    u = np.array([[1.0, 2.0, 0.0], [1.0, 2.0, 0.0], [0.0, 1.0, 3.0]])
+    # Execute
+    phi = exact_shapley_cosine(u)
+    # Assert
+    assert phi[0] == pytest.approx(phi[1], abs=1e-14)
+
+
+def test_mc_all_permutations_at_n5_equals_exact(seed):
+    # Prepare: 5! = 120 ≤ K = 150, so every order is used once
+    u = np.random.default_rng(seed).standard_normal((5, 1000))
+    # Execute
+    phi_mc = mc_shapley_cosine(u, 150, seed=seed)
+    phi = exact_shapley_cosine(u)
+    # Assert: cgsv.md §8 band, L1 < 1e-9
+    assert np.abs(phi_mc - phi).sum() < 1e-9
+
+
+def test_mc_sampled_permutations_seed_pair(seed, seed_alt):
+    # Prepare: 6! = 720 > K = 20
+    u = np.random.default_rng(0).standard_normal((6, 30))
+    # Execute
+    a = mc_shapley_cosine(u, 20, seed=seed)
+    b = mc_shapley_cosine(u, 20, seed=seed)
+    c = mc_shapley_cosine(u, 20, seed=seed_alt)
+    # Assert: each order's marginals sum to v(N) = 1, so Σφ̄ = 1 (float64, 1e-12)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_mc_permutations_default():
+    # Prepare / Execute / Assert: ⌈ln 20 / 0.02⌉ = ⌈149.79⌉
+    assert mc_permutations() == 150
+
+
+def test_sv_check_setting_small(seed):
+    # Prepare / Execute
+    row = sv_check_setting(5, 64, trials=3, seed=seed)
+    again = sv_check_setting(5, 64, trials=3, seed=seed)
+    # Assert: N = 5 Monte Carlo is exact; ψ is close but not equal to φ
+    assert row.mc_l1_mean < 1e-9
+    assert 0 < row.psi_l1_mean < 0.2
+    assert row.psi_pearson_mean > 0.5
+    keep = [k for k in row.to_dict() if not k.endswith("time_s")]
+    assert {k: row.to_dict()[k] for k in keep} == {k: again.to_dict()[k] for k in keep}
+
+
+def test_sv_check_rows_follow_settings(seed):
+    # Prepare / Execute
+    rows = sv_check([(5, 8), (6, 8)], trials=1, n_permutations=10, seed=seed)
+    # Assert
+    assert [(r.n_parties, r.dim) for r in rows] == [(5, 8), (6, 8)]
+
+
+# --- bad inputs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: normalise_update(torch.ones(3), 0.0), "gamma"),
+        (lambda: normalise_update(torch.ones(3), -1.0), "gamma"),
+        (lambda: normalise_update(torch.ones((2, 2)), 1.0), "delta"),
+        (lambda: normalise_update(torch.tensor([float("nan")]), 1.0), "delta"),
+        (lambda: aggregation_weights("mean", [1, 1], [0, 0], np.eye(2), 0), "kind"),
+        (lambda: aggregation_weights("cgsv", [1], [1.0], np.eye(1), 0), "`n`"),
+        (lambda: aggregation_weights("cgsv", [1, 0], [0, 0], np.eye(2), 0), "`n`"),
+        (lambda: aggregation_weights("cgsv", [1, 1], [0.1, 0.1], np.eye(2), 1), "`r`"),
+        (
+            lambda: aggregation_weights("cgsv", [1, 1], [0.5, 0.5], np.eye(2), -1),
+            "round",
+        ),
+        (lambda: cosine_contributions(np.eye(2), np.ones(3)), "uploads"),
+        (lambda: update_importance([0.5, 0.5], [1.0, 1.0], 1.0), "alpha"),
+        (lambda: update_importance([0.5, 0.5], [1.0, 1.0], -0.1), "alpha"),
+        (lambda: update_importance([0.5, 0.5], [1.0], 0.5), "psi"),
+        (lambda: update_importance([0.5, 0.5], [1.0, 1.0], 0.5, floor=0.0), "floor"),
+        (lambda: reward_fractions([0.5, 0.5], 0.0), "beta"),
+        (lambda: reward_fractions([0.5, 0.5], -1.0), "beta"),
+        (lambda: reward_fractions([0.0, 0.0], 1.0), "`r`"),
+        (lambda: reward_fractions([-0.1, 0.5], 1.0), "`r`"),
+        (lambda: layer_topk([torch.ones(3)], 0.0), "`q`"),
+        (lambda: layer_topk([torch.ones(3)], 1.5), "`q`"),
+        (lambda: flat_layer_topk(torch.ones(3), [2], [0.5]), "sizes"),
+        (lambda: flat_layer_topk(torch.ones(3), [3], [0.0]), "`q`"),
+        (lambda: exact_shapley_cosine(np.ones((1, 3))), "`U`"),
+        (lambda: exact_shapley_cosine(np.ones((21, 3))), "`U`"),
+        (lambda: mc_shapley_cosine(np.ones((3, 3)), 0, seed=0), "`K`"),
+        (lambda: mc_permutations(eps=0.0), "eps"),
+        (lambda: mc_permutations(delta=1.0), "delta"),
+        (lambda: sv_check_setting(5, 0, trials=1, seed=0), "dim"),
+        (lambda: sv_check_setting(5, 10, trials=0, seed=0), "trials"),
+    ],
+)
+def test_bad_inputs(call, match):
+    # Prepare / Execute / Assert
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_zero_grand_vector_fails_efficiency():
+    # Prepare: u_N = 0, so v(N) = 0 and Σφ cannot be 1
+    u = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    # Execute / Assert
+    with pytest.raises(RuntimeError, match="efficiency"):
+        exact_shapley_cosine(u)
