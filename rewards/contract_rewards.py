@@ -18,7 +18,14 @@ from numpy.typing import NDArray
 
 from rewards.contract_accuracy import AccuracyModel
 
-__all__ = ["ContractChecks", "check_contract", "recover_rewards", "reward_expectations"]
+__all__ = [
+    "ContractChecks",
+    "RewardVerification",
+    "check_contract",
+    "recover_rewards",
+    "reward_expectations",
+    "verify_rewards",
+]
 
 CHECK_NAMES: tuple[str, ...] = ("feasible", "first_moment", "ir", "ic", "monotone")
 
@@ -172,3 +179,124 @@ def check_contract(
     }
     passed = {name: slack[name] >= -tol for name in CHECK_NAMES}
     return ContractChecks(**passed, worst_slack=slack, tolerance=tol)
+
+
+@dataclass(frozen=True)
+class RewardVerification:
+    """Per-outcome and per-type view of the §3 checks, as the stage records it.
+
+    Attributes:
+        n_outcomes: outcomes n checked (all enumerated ones).
+        n_rewards: pairs (i, n) with n_i ≥ 1, i.e. rewards actually handed out.
+        n_above_joint: pairs with v(r_i(n)) > v(a(n·m)) + tolerance.
+        n_negative: pairs with v(r_i(n)) < −tolerance.
+        max_excess: max over pairs of v(r_i(n)) − v(a(n·m)); ≤ 0 when no reward beats
+            the joint model.
+        expected_values: (K,) E_{W_i}[v(r_i)] from the recovered rewards.
+        ir_slack: (K,) E_{W_i}[v(r_i)] − c_i m_i − f_i.
+        ic_slack: (K,) min over j ≠ i of type i's gain from its own contract over
+            contract j.
+        tolerance: 1e-6·V unless given.
+    """
+
+    n_outcomes: int
+    n_rewards: int
+    n_above_joint: int
+    n_negative: int
+    max_excess: float
+    expected_values: NDArray[np.float64]
+    ir_slack: NDArray[np.float64]
+    ic_slack: NDArray[np.float64]
+    tolerance: float
+
+    @property
+    def holds(self) -> bool:
+        """No reward above the joint model or below 0, and IR/IC for every type."""
+        tol = self.tolerance
+        return (
+            self.n_above_joint == 0
+            and self.n_negative == 0
+            and bool(np.all(self.ir_slack >= -tol))
+            and bool(np.all(self.ic_slack >= -tol))
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict (lists of floats, ints, a bool)."""
+        return {
+            "holds": self.holds,
+            "n_outcomes": self.n_outcomes,
+            "n_rewards": self.n_rewards,
+            "n_above_joint": self.n_above_joint,
+            "n_negative": self.n_negative,
+            "max_excess": float(self.max_excess),
+            "expected_values": [float(v) for v in self.expected_values],
+            "ir_slack": [float(v) for v in self.ir_slack],
+            "ic_slack": [float(v) for v in self.ic_slack],
+            "tolerance": float(self.tolerance),
+        }
+
+
+def verify_rewards(
+    *,
+    outcomes: NDArray,
+    weights: NDArray,
+    rewards: NDArray,
+    m: NDArray,
+    costs: NDArray,
+    f: NDArray,
+    accuracy: AccuracyModel,
+    value_scale: float,
+    tolerance: float | None = None,
+) -> RewardVerification:
+    """Count, outcome by outcome, rewards above the joint model; IR/IC per type (§3).
+
+    Everything is computed from the recovered r_i(n), never from t: this is the
+    stage's own record that (P)'s feasibility holds for every outcome n and IR and
+    IC hold for every type.
+
+    Args:
+        outcomes: (n_outcomes, K) type counts.
+        weights: (K, n_outcomes) W_i(n).
+        rewards: (K, n_outcomes) recovered r_i(n).
+        m: (K,) contributions.
+        costs: (K,) costs.
+        f: (K,) reservation utilities.
+        accuracy: the accuracy model a.
+        value_scale: V.
+        tolerance: defaults to 1e-6·V (contract.md §3).
+
+    Returns:
+        The `RewardVerification`.
+
+    Example:
+        >>> from rewards.contract_accuracy import PowerLawAccuracy
+        >>> acc = PowerLawAccuracy(a_max=1.0, kappa=10.0, exponent=0.5)
+        >>> out = np.array([[1, 1]])
+        >>> r = np.array([[0.25], [0.5]])  # joint model a(400) = 0.5
+        >>> v = verify_rewards(outcomes=out, weights=np.ones((2, 1)), rewards=r,
+        ...     m=np.array([100.0, 300.0]), costs=np.array([0.1, 0.05]),
+        ...     f=np.zeros(2), accuracy=acc, value_scale=100.0)
+        >>> v.n_rewards, v.n_above_joint, v.max_excess, v.ir_slack.tolist()
+        (2, 0, 0.0, [15.0, 35.0])
+    """
+    tol = 1e-6 * value_scale if tolerance is None else float(tolerance)
+    present = (np.asarray(outcomes) >= 1).T  # (K, n_outcomes)
+    joint = value_scale * accuracy.value(outcomes @ m)[None, :]
+    values = value_scale * rewards
+    excess = np.where(present, values - joint, -np.inf)
+    expect = reward_expectations(rewards, weights, value_scale)
+    # mimic[i, j]: type i's utility from contract j
+    mimic = expect[None, :] - costs[:, None] * m[None, :]
+    own = np.diag(mimic)
+    gain = np.where(np.eye(costs.size, dtype=bool), np.inf, own[:, None] - mimic)
+    return RewardVerification(
+        n_outcomes=int(present.shape[1]),
+        n_rewards=int(present.sum()),
+        n_above_joint=int(np.sum(present & (values - joint > tol))),
+        n_negative=int(np.sum(present & (values < -tol))),
+        max_excess=float(excess.max()),
+        expected_values=expect,
+        ir_slack=own - f,
+        ic_slack=gain.min(axis=1),
+        tolerance=tol,
+    )

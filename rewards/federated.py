@@ -80,6 +80,9 @@ ROUND_COLUMNS: tuple[str, ...] = (
 )
 #: Goal of cgsv.md §7: CGSV's median round is < 10 % slower than FedAvg's.
 OVERHEAD_GOAL = 0.10
+#: Rows per forward pass in test evaluation: small batches keep the cnn's activations
+#: in cache (about 1.7× faster than 1024 on one CPU thread).
+EVAL_BATCH = 64
 
 
 # --- Argument checks ----------------------------------------------------------
@@ -777,11 +780,11 @@ class _Evaluator:
         self.y = y
 
     def model_acc(self, model: nn.Module) -> float:
-        return accuracy(model, self.x, self.y)
+        return accuracy(model, self.x, self.y, batch_size=EVAL_BATCH)
 
     def flat_acc(self, flat: Tensor) -> float:
         assign_parameters(self.scratch, flat)
-        return accuracy(self.scratch, self.x, self.y)
+        return accuracy(self.scratch, self.x, self.y, batch_size=EVAL_BATCH)
 
 
 def _make_parties(

@@ -579,12 +579,15 @@ def mc_shapley_cosine(
     else:
         orders = (rng.permutation(n) for _ in range(int(K)))
         count = int(K)
+    to_grand = u @ grand  # ⟨s, u_N⟩ of a prefix s is the prefix sum of these
+    prefix = np.empty_like(u)
     phi = np.zeros(n)
     for order in orders:
         idx = np.asarray(order)
-        prefix = np.cumsum(u[idx], axis=0)
-        norms = np.maximum(np.linalg.norm(prefix, axis=1), COSINE_EPS)
-        v = (prefix @ grand) / (norms * grand_norm)
+        np.take(u, idx, axis=0, out=prefix)
+        np.cumsum(prefix, axis=0, out=prefix)
+        norms = np.sqrt(np.einsum("ij,ij->i", prefix, prefix))
+        v = np.cumsum(to_grand[idx]) / (np.maximum(norms, COSINE_EPS) * grand_norm)
         phi[idx] += np.diff(v, prepend=0.0)  # v(∅) = 0
     return phi / count
 
@@ -626,7 +629,8 @@ class SvCheckRow:
     """One row of ``fl/sv_check.csv``: means and stds over trials (cgsv.md §8).
 
     L1/L2/Pearson compare the sum-1-normalised ψ (``psi_*``) and φ̄ (``mc_*``) with
-    the normalised exact φ. Times are mean CPU seconds per trial.
+    the normalised exact φ; ``*_cos_dist`` is the cosine distance 1 − cos(est, φ).
+    Times are mean CPU seconds per trial.
     """
 
     n_parties: int
@@ -639,12 +643,16 @@ class SvCheckRow:
     psi_l2_std: float
     psi_pearson_mean: float
     psi_pearson_std: float
+    psi_cos_dist_mean: float
+    psi_cos_dist_std: float
     mc_l1_mean: float
     mc_l1_std: float
     mc_l2_mean: float
     mc_l2_std: float
     mc_pearson_mean: float
     mc_pearson_std: float
+    mc_cos_dist_mean: float
+    mc_cos_dist_std: float
     psi_time_s: float
     mc_time_s: float
     exact_time_s: float
@@ -702,9 +710,11 @@ def sv_check_setting(
             "psi_l1",
             "psi_l2",
             "psi_r",
+            "psi_cos",
             "mc_l1",
             "mc_l2",
             "mc_r",
+            "mc_cos",
             "tp",
             "tm",
             "te",
@@ -729,6 +739,8 @@ def sv_check_setting(
             diff = est - exact
             stats[f"{name}_l1"].append(float(np.abs(diff).sum()))
             stats[f"{name}_l2"].append(float(np.sqrt(diff @ diff)))
+            cos = est @ exact / (np.linalg.norm(est) * np.linalg.norm(exact))
+            stats[f"{name}_cos"].append(float(1.0 - cos))
             corr = pearson_or_none(est, exact)
             if corr is not None:
                 stats[f"{name}_r"].append(corr)
@@ -744,12 +756,16 @@ def sv_check_setting(
         psi_l2_std=ms["psi_l2"][1],
         psi_pearson_mean=ms["psi_r"][0],
         psi_pearson_std=ms["psi_r"][1],
+        psi_cos_dist_mean=ms["psi_cos"][0],
+        psi_cos_dist_std=ms["psi_cos"][1],
         mc_l1_mean=ms["mc_l1"][0],
         mc_l1_std=ms["mc_l1"][1],
         mc_l2_mean=ms["mc_l2"][0],
         mc_l2_std=ms["mc_l2"][1],
         mc_pearson_mean=ms["mc_r"][0],
         mc_pearson_std=ms["mc_r"][1],
+        mc_cos_dist_mean=ms["mc_cos"][0],
+        mc_cos_dist_std=ms["mc_cos"][1],
         psi_time_s=ms["tp"][0],
         mc_time_s=ms["tm"][0],
         exact_time_s=ms["te"][0],

@@ -468,3 +468,96 @@ def test_zero_grand_vector_fails_efficiency():
     # Execute / Assert
     with pytest.raises(RuntimeError, match="efficiency"):
         exact_shapley_cosine(u)
+
+
+# --- fast paths against slow obvious implementations ---------------------------
+
+
+def _slow_layer_topk(u: np.ndarray, q: float) -> np.ndarray:
+    n = u.size
+    k = min(math.ceil(q * n - 1e-9), max(n - 1, 1))
+    tau = sorted(np.abs(u).tolist(), reverse=True)[k - 1]
+    return np.array([v if abs(v) >= tau else 0.0 for v in u.tolist()])
+
+
+@pytest.mark.parametrize("trial", range(5))
+def test_layer_topk_matches_sorting(seed, trial):
+    # Prepare: integer-valued entries force ties; q includes the cap case 1.0
+    rng = np.random.default_rng([seed, trial])
+    sizes = [int(s) for s in rng.integers(1, 40, 4)]
+    u = rng.integers(-6, 7, sum(sizes)).astype(np.float32)
+    qs = [*rng.uniform(0.01, 1, 5).tolist(), 1.0]
+    # Execute
+    fast = flat_layer_topk(torch.from_numpy(u), sizes, qs)
+    # Assert: per layer, keep |u| ≥ the k-th largest |u| of a plain sort
+    for i, q in enumerate(qs):
+        slow = np.concatenate(
+            [_slow_layer_topk(part, q) for part in np.split(u, np.cumsum(sizes)[:-1])]
+        )
+        np.testing.assert_array_equal(fast[i].numpy(), slow)
+        per_layer = torch.cat(layer_topk(torch.from_numpy(u).split(sizes), q))
+        np.testing.assert_array_equal(per_layer.numpy(), slow)
+
+
+def test_flat_layer_topk_cpu_partition_equals_sort_path(seed):
+    # Prepare: float64 update with ties, many parties
+    rng = np.random.default_rng(seed)
+    u = torch.from_numpy(np.round(rng.standard_normal(500), 1))
+    q = rng.uniform(1e-3, 1, 12)
+    sizes = [100, 1, 399]
+    # Execute
+    fast = flat_layer_topk(u, sizes, q)
+    # Assert: dtype kept and every row equals the per-layer definition
+    assert fast.dtype == torch.float64
+    for i, qi in enumerate(q):
+        assert torch.equal(fast[i], torch.cat(layer_topk(u.split(sizes), float(qi))))
+
+
+def test_update_importance_matches_loop(seed):
+    # Prepare
+    rng = np.random.default_rng(seed)
+    r_prev = rng.dirichlet(np.ones(6))
+    psi = rng.uniform(-1, 1, 6)
+    # Execute
+    r = update_importance(r_prev, psi, 0.8)
+    # Assert: the formula written out entry by entry (float64, 1e-15)
+    mixed = [max(0.8 * a + 0.2 * b, 1e-3) for a, b in zip(r_prev, psi, strict=True)]
+    np.testing.assert_allclose(r, [m / sum(mixed) for m in mixed], rtol=0, atol=1e-15)
+
+
+def test_reward_fractions_match_formula(seed):
+    # Prepare
+    r = np.random.default_rng(seed).dirichlet(np.ones(8))
+    # Execute
+    q = reward_fractions(r, 1.5)
+    # Assert: tanh(β r_i) / max_j tanh(β r_j), float64 to 1e-15
+    top = max(math.tanh(1.5 * v) for v in r)
+    np.testing.assert_allclose(q, [math.tanh(1.5 * v) / top for v in r], atol=1e-15)
+
+
+def test_mc_sampled_matches_slow_loop(seed):
+    # Prepare: 7! > K = 40, orders drawn from default_rng(seed) one at a time
+    u = np.random.default_rng(seed).standard_normal((7, 50))
+    grand = u.sum(0)
+    rng = np.random.default_rng(seed)
+    slow = np.zeros(7)
+    for _ in range(40):
+        order = rng.permutation(7)
+        prev, s = 0.0, np.zeros(50)
+        for i in order:
+            s = s + u[i]
+            v = s @ grand / (np.linalg.norm(s) * np.linalg.norm(grand))
+            slow[i] += v - prev
+            prev = v
+    # Execute
+    fast = mc_shapley_cosine(u, 40, seed=seed)
+    # Assert: float64 sums in another order, 1e-12
+    np.testing.assert_allclose(fast, slow / 40, rtol=0, atol=1e-12)
+
+
+def test_sv_check_cosine_distance_small(seed):
+    # Prepare / Execute
+    row = sv_check_setting(6, 200, trials=2, n_permutations=20, seed=seed)
+    # Assert: normalised ψ and φ nearly parallel; distances in [0, 2]
+    assert 0 <= row.psi_cos_dist_mean < 0.01
+    assert 0 <= row.mc_cos_dist_mean <= 2

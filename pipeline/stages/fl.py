@@ -1,0 +1,338 @@
+"""The ``fl`` stage: federated learning with CGSV gradient rewards (cgsv.md).
+
+Reads the pool's party files and test set, keeps the pool's parties (``fl.split =
+"pool"``) or re-splits the training pool (``uniform``, ``powerlaw``,
+``classimbalance``, through `data.splits.split_indices`), and runs CGSV (one run per
+β) with the FedAvg and Standalone baselines in lock-step on one batch-order table
+(`rewards.federated.simulate`, Xu et al., NeurIPS 2021). Writes ``fl/rounds.csv``
+(streamed), ``fl/summary.json``, ``fl/sv_check.csv`` (cgsv.md §8, when
+``fl.sv_check``), the plots of cgsv.md §7 and ``fl/manifest.json`` last.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from data.splits import split_indices
+from pipeline import manifest, paths
+from pipeline.config import FlConfig, RunConfig
+from pipeline.errors import UsageError
+from pipeline.stages.common import Pool, read_pool
+from rewards.classifiers import Preprocessor, build_classifier, resolve_classifier_kind
+from rewards.federated import ROUND_COLUMNS, batch_order_table, simulate
+from rewards.gradient import sv_check
+
+logger = logging.getLogger(__name__)
+
+TABLES = ("data", "fl")
+#: cgsv.md §5: ``lr = "auto"`` and ``lr_decay = "auto"`` per model.
+AUTO_LR = {"cnn": 1e-3, "mlp": 1e-2}
+AUTO_LR_DECAY = {"cnn": 0.955, "mlp": 0.977}
+_IMAGE_SHAPES = ((28, 28), (1, 28, 28))
+
+
+def _fl_parties(
+    f: FlConfig, pool: Pool, seed: np.random.SeedSequence
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The parties of cgsv.md §4: the pool's, or a re-split of the training pool."""
+    n_pool = len(pool.parties)
+    if f.split == "pool":
+        if f.n_parties not in (0, n_pool):
+            raise UsageError(
+                f'[fl] n_parties: {f.n_parties} with split = "pool", expected 0 or '
+                f"the pool's {n_pool} parties (or choose another fl.split)"
+            )
+        return pool.parties
+    x, y = pool.pooled
+    n = f.n_parties or n_pool
+    try:
+        parts = split_indices(y, n, f.split, n_classes=pool.n_classes, seed=seed)
+    except ValueError as e:
+        raise UsageError(f"[fl] split: {e}") from e
+    return [(x[p], y[p]) for p in parts]
+
+
+def _model_kind(f: FlConfig, sample_shape: tuple[int, ...]) -> str:
+    if f.model == "cnn" and sample_shape not in _IMAGE_SHAPES:
+        raise UsageError(
+            f'[fl] model: "cnn" needs 28×28 images, the pool holds samples of shape '
+            f'{sample_shape}; use "mlp" or "auto"'
+        )
+    return resolve_classifier_kind(f.model, sample_shape)
+
+
+def _check(f: FlConfig) -> None:
+    if "cffl" in f.baselines:
+        raise UsageError(
+            "[fl] baselines: 'cffl' is not implemented in this version; use "
+            "standalone and fedavg"
+        )
+    if f.aggregator == "nash":
+        try:
+            import rewards.bargaining  # noqa: F401
+        except ImportError as e:
+            raise UsageError(
+                '[fl] aggregator: "nash" needs rewards.bargaining, not built yet'
+            ) from e
+
+
+def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, Path]:
+    """Run CGSV and the baselines and write the ``fl`` outputs.
+
+    Args:
+        cfg: the run config (reads ``[fl]``).
+        run_dir: the run folder.
+        progress: show progress bars.
+
+    Returns:
+        Output name -> path.
+
+    Raises:
+        UsageError: on a missing/stale pool, a split impossible for the data, a model
+            the data cannot feed, or an unavailable baseline/aggregator.
+    """
+    f = cfg.fl
+    _check(f)
+    pool = read_pool(run_dir)
+    split_ss, order_ss, _cffl_ss, sv_ss = manifest.stage_seed(cfg.seed, "fl").spawn(4)
+    parties = _fl_parties(f, pool, split_ss)
+    x_pool = np.concatenate([x for x, _ in pool.parties])
+    kind = _model_kind(f, tuple(x_pool.shape[1:]))
+    lr = AUTO_LR[kind] if f.lr == "auto" else f.lr
+    lr_decay = AUTO_LR_DECAY[kind] if f.lr_decay == "auto" else f.lr_decay
+    pre = Preprocessor.fit(kind, x_pool)
+    data = [(pre.transform(x), y) for x, y in parties]
+    test = (pre.transform(pool.test[0]), pool.test[1])
+    torch_seed = manifest.stage_int_seed(cfg.seed, "fl")
+    model = build_classifier(kind, x_pool.shape[1:], pool.n_classes, seed=torch_seed)
+    sizes = [len(y) for _, y in parties]
+    orders = batch_order_table(sizes, f.rounds, f.local_epochs, seed=order_ss)
+    t0 = manifest.begin(run_dir, "fl")
+    logger.info(
+        "fl: %s model, lr %g, decay %g, party sizes %s", kind, lr, lr_decay, sizes
+    )
+    beta = list(f.beta) if isinstance(f.beta, tuple) else f.beta
+    rows: list[dict[str, Any]] = []
+    with _CsvStream(paths.fl_file(run_dir, "rounds.csv")) as stream:
+        result = simulate(
+            model,
+            data,
+            test,
+            rounds=f.rounds,
+            local_epochs=f.local_epochs,
+            batch_size=f.batch_size,
+            lr=lr,
+            lr_decay=lr_decay,
+            gamma=f.gamma,
+            alpha=f.alpha,
+            beta=beta,
+            aggregator=f.aggregator,
+            baselines=f.baselines,  # type: ignore[arg-type]
+            eval_every=f.eval_every,
+            orders=orders,
+            device=f.device,
+            on_round=lambda row: (rows.append(row), stream.write(row)),
+            progress=progress,
+        )
+    outputs = {"rounds": paths.fl_file(run_dir, "rounds.csv")}
+    sv_rows = None
+    if f.sv_check:
+        sv_rows = [
+            r.to_dict()
+            for r in sv_check(trials=f.sv_trials, seed=sv_ss, progress=progress)
+        ]
+        outputs["sv_check"] = _write_csv(
+            paths.fl_file(run_dir, "sv_check.csv"), sv_rows
+        )
+    seed = {
+        "root": cfg.seed,
+        "stage_key": manifest.STAGE_KEY["fl"],
+        "torch": torch_seed,
+    }
+    body = result.to_dict()
+    summary = {
+        "config": cfg.tables(*TABLES),
+        "seed": seed,
+        "source": pool.attrs.get("source"),
+        "split": f.split,
+        "model": kind,
+        "lr": lr,
+        "lr_decay": lr_decay,
+        **body,
+        "sv_check": None
+        if sv_rows is None
+        else {"file": "fl/sv_check.csv", "rows": _finite(sv_rows)},
+    }
+    outputs["summary"] = manifest.write_json(
+        paths.fl_file(run_dir, "summary.json"), summary
+    )
+    outputs.update(_plots(run_dir, rows, body, sv_rows))
+    for run_ in body["cgsv"]:
+        logger.info(
+            "cgsv beta %s: fairness %s, performance %.4f, server %.4f",
+            run_["beta"],
+            run_["fairness"],
+            run_["performance"],
+            run_["server_acc"],
+        )
+    logger.info("fedavg: %s; timing %s", body["fedavg"], body["timing"])
+    manifest.finish(
+        run_dir,
+        "fl",
+        config=cfg.tables(*TABLES),
+        seed=seed,
+        inputs=pool.inputs,
+        outputs=outputs,
+        started=t0,
+        metrics={
+            "cgsv_fairness": [r["fairness"] for r in body["cgsv"]],
+            "fedavg_fairness": (body["fedavg"] or {}).get("fairness"),
+            "overhead": body["timing"]["overhead"],
+        },
+    )
+    return outputs
+
+
+def _finite(obj: Any) -> Any:
+    """NaN (an undefined mean) becomes ``None`` for JSON (STYLE §5)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return None if isinstance(obj, float) and math.isnan(obj) else obj
+
+
+class _CsvStream:
+    """A CSV written row by row to a temp file, renamed on success (STYLE §5)."""
+
+    def __init__(
+        self, path: Path, columns: list[str] | tuple[str, ...] = ROUND_COLUMNS
+    ):
+        self.path = path
+        self.columns = list(columns)
+
+    def __enter__(self) -> _CsvStream:
+        fd, self.tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        self.file = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.file, fieldnames=self.columns)
+        self.writer.writeheader()
+        return self
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.writer.writerow(row)
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.file.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            Path(self.tmp).unlink(missing_ok=True)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with _CsvStream(path, list(rows[0])) as stream:
+        for row in rows:
+            stream.write(row)
+    return path
+
+
+# --- Plots (cgsv.md §7) --------------------------------------------------------
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    FigureCanvasAgg(fig)
+    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def _series(rows: list[dict[str, Any]], method: str, beta: Any, key: str) -> dict:
+    out: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    for r in rows:
+        if r["method"] == method and r["beta"] == beta and r[key] is not None:
+            out[r["party"]].append((r["round"], r[key]))
+    return out
+
+
+def _plots(
+    run_dir: Path, rows: list[dict[str, Any]], body: dict, sv_rows: list | None
+) -> dict[str, Path]:
+    methods = [("cgsv", c["beta"]) for c in body["cgsv"]]
+    if body["fedavg"] is not None:
+        methods.append(("fedavg", None))
+    standalone = _series(rows, "standalone", None, "test_acc")
+    fig = Figure(figsize=(5 * len(methods), 4))
+    for k, (method, beta) in enumerate(methods):
+        ax = fig.add_subplot(1, len(methods), k + 1)
+        for party, pts in sorted(_series(rows, method, beta, "test_acc").items()):
+            line = ax.plot(*zip(*pts, strict=True), label=f"party {party}")[0]
+            if party in standalone:
+                ax.plot(
+                    *zip(*standalone[party], strict=True), ls="--", c=line.get_color()
+                )
+        ax.set(title=method + ("" if beta is None else f" β={beta}"), xlabel="round")
+        ax.set_ylabel("test accuracy (Standalone dashed)")
+        ax.legend(fontsize=7)
+    out = {"accuracy_png": _save(fig, paths.fl_file(run_dir, "accuracy.png"))}
+    fig = Figure(figsize=(10, 3.5 * len(body["cgsv"])))
+    for k, c in enumerate(body["cgsv"]):
+        for j, key in enumerate(("r", "q")):
+            ax = fig.add_subplot(len(body["cgsv"]), 2, 2 * k + j + 1)
+            for party, pts in sorted(_series(rows, "cgsv", c["beta"], key).items()):
+                ax.plot(*zip(*pts, strict=True), label=f"party {party}")
+            ax.set(title=f"{key} (β={c['beta']})", xlabel="round", ylabel=key)
+            ax.legend(fontsize=7)
+    out["r_q_png"] = _save(fig, paths.fl_file(run_dir, "r_q.png"))
+    if body["standalone"] is not None:
+        fig = Figure(figsize=(5, 4))
+        ax = fig.add_subplot()
+        sa = body["standalone"]["test_acc"]
+        finals = [
+            (f"cgsv β={c['beta']}", c["test_acc"], c["fairness"]) for c in body["cgsv"]
+        ]
+        if body["fedavg"] is not None:
+            fa = body["fedavg"]
+            finals.append(("fedavg", fa["test_acc"], fa["fairness"]))
+        for name, acc, fair in finals:
+            ax.scatter(sa, acc, label=f"{name} (Pearson {_fmt(fair)})")
+        ax.set(xlabel="Standalone test accuracy", ylabel="final test accuracy")
+        ax.legend(fontsize=7)
+        out["fairness_png"] = _save(fig, paths.fl_file(run_dir, "fairness.png"))
+    if sv_rows:
+        fig = Figure(figsize=(10, 4))
+        n_sweep = [r for r in sv_rows if r["dim"] == 1000]
+        d_sweep = [r for r in sv_rows if r["n_parties"] == 10 and r["dim"] != 1000]
+        for k, (sweep, x_key, scale) in enumerate(
+            ((n_sweep, "n_parties", "linear"), (d_sweep, "dim", "log"))
+        ):
+            ax = fig.add_subplot(1, 2, k + 1)
+            for est in ("psi", "mc"):
+                ax.errorbar(
+                    [r[x_key] for r in sweep],
+                    [r[f"{est}_l1_mean"] for r in sweep],
+                    yerr=[r[f"{est}_l1_std"] for r in sweep],
+                    marker="o",
+                    label="CGSV ψ" if est == "psi" else "Monte Carlo",
+                )
+            ax.set(xlabel=x_key, ylabel="L1 to exact Shapley", xscale=scale)
+            ax.legend(fontsize=7)
+        out["sv_check_png"] = _save(fig, paths.fl_file(run_dir, "sv_check.png"))
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
