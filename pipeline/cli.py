@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             stream=sys.stderr,
             force=True,
         )
+        # libraries (Lightning) set INFO on their own loggers: filter at the handler
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING if args.quiet else logging.INFO)
         cfg = load_config(args.config or DEFAULT_CONFIG, args.set, args.seed)
         progress = sys.stderr.isatty() and not args.quiet
         missing: list[str] = []

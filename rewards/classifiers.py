@@ -200,7 +200,11 @@ class Preprocessor:
     - ``cnn``: zero-pad 28×28 images by 2 pixels to 1×32×32, then subtract the scalar
       mean and divide by the scalar std of the padded training images.
     - ``mlp``: flatten, then standardise each feature with the training mean and std
-      (std floored at 1e-8).
+      (std floored at 1e-8). A feature that is constant in the training data (std
+      below the floor) gets scale 1 instead, as in scikit-learn's StandardScaler: on
+      the training data this is the same (the centred column is 0 either way), but
+      data from elsewhere (synthetic candidates with a little ink in an always-blank
+      pixel of `digits`) is no longer multiplied by 1e8. Deviation from cgsv.md §4.
 
     Attributes:
         kind: ``"cnn"`` or ``"mlp"``.
@@ -229,8 +233,8 @@ class Preprocessor:
 
         Example:
             >>> p = Preprocessor.fit("mlp", np.array([[0.0, 1.0], [2.0, 1.0]]))
-            >>> p.mean.tolist(), p.std.tolist()  # the constant feature's std is floored
-            ([1.0, 1.0], [1.0, 1e-08])
+            >>> p.mean.tolist(), p.std.tolist()  # a constant feature keeps scale 1
+            ([1.0, 1.0], [1.0, 1.0])
         """
         arr = np.asarray(x, dtype=np.float64)
         if arr.ndim < 2 or arr.shape[0] < 1:
@@ -247,7 +251,8 @@ class Preprocessor:
         else:
             flat = arr.reshape(arr.shape[0], -1)
             mean = flat.mean(0)
-            std = np.maximum(flat.std(0), _STD_FLOOR)
+            std = flat.std(0)
+            std = np.where(std < _STD_FLOOR, 1.0, std)
         return cls(kind=resolved, mean=mean, std=std)
 
     def transform(self, x: ArrayLike) -> NDArray[np.float32]:

@@ -105,7 +105,7 @@ def measure_quality(
     *,
     epochs: int,
     seed: int,
-) -> tuple[dict[str, float], tuple[torch.nn.Module, Preprocessor]]:
+) -> tuple[dict[str, float | None], tuple[torch.nn.Module, Preprocessor]]:
     """The quality figures of cgm.md §3.4 with our own feature extractor E."""
     model, pre = fit_classifier(real[0], real[1], n_classes, epochs=epochs, seed=seed)
     xc, yc = cand[0][:MAX_QUALITY_ROWS], cand[1][:MAX_QUALITY_ROWS]
@@ -126,7 +126,18 @@ def measure_quality(
     base = fid_kid(real[0], test[0], feature_fn, seed=seed)
     q["fid_real_baseline"] = base["fid"]
     q["kid_real_baseline"] = base["kid_mean"]
-    return {k: float(v) for k, v in q.items()}, (model, pre)
+    return _finite_or_none(q), (model, pre)
+
+
+def _finite_or_none(q: dict[str, Any]) -> dict[str, float | None]:
+    """Figures as floats; a non-finite one (e.g. KID of degenerate features) is None."""
+    out: dict[str, float | None] = {}
+    for key, value in q.items():
+        v = float(value)
+        if not np.isfinite(v):
+            logger.warning("quality figure %s is %s: recorded as null", key, v)
+        out[key] = v if np.isfinite(v) else None
+    return out
 
 
 def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, Path]:
@@ -204,7 +215,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     else:
         generator = "file"
         y_cand, label_source = y_file, "file"
-    quality: dict[str, float] = {}
+    quality: dict[str, float | None] = {}
     if y_cand is None or g.quality:
         qseed = int(quality_ss.generate_state(1)[0]) % (2**31)
         if y_cand is None:
