@@ -118,7 +118,8 @@ def write_figures(
                     cand["y"][idx],
                     n_classes=n_classes,
                     real_x=pool.parties[i][0],
-                    title=f"party {i}: rewards by class (grey: own data)",
+                    title=f"party {i}: rewards by class"
+                    + ("" if cand["x"].ndim > 2 else " (grey: own data)"),
                 )
         os.replace(tmp, path)
         out[f"samples_party_{i}"] = path

@@ -95,3 +95,17 @@ def test_int_accepted_for_float(tmp_path):
     cfg = load_config(_write(tmp_path, "[sample]\ninv_temp = 2\n"))
     assert cfg.sample.inv_temp == 2.0
     assert isinstance(cfg.sample.inv_temp, float)
+
+
+@pytest.mark.parametrize(
+    "path", sorted(DEFAULT_CONFIG.parent.glob("*.toml")), ids=lambda p: p.name
+)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    with path.open("rb") as f:
+        raw = tomllib.load(f)
+    for table, keys in raw.items():
+        if isinstance(keys, dict):
+            for key, value in keys.items():
+                got = getattr(getattr(cfg, table), key)
+                assert got == (tuple(value) if isinstance(value, list) else value)
