@@ -213,3 +213,26 @@ def test_changed_pool_file_exits_2(run_dir, capsys):
     # Assert
     assert rc == 2
     assert "party_1.h5" in capsys.readouterr().err
+
+
+def test_nash_aggregator_with_the_real_solver(run_dir):
+    """`fl.aggregator = "nash"` combines the uploads by rewards.bargaining.nbs."""
+    run, config = run_dir
+    assert _fl(run, config, *FAST, "fl.aggregator=nash") == 0
+    summary = manifest.read_json(paths.fl_file(run, "summary.json"))
+    assert summary["aggregator"] == "nash"
+    rows = [r for r in _rows(run) if r["method"] == "cgsv"]
+    assert rows
+    weights = {}
+    for r in rows:
+        weights.setdefault(r["round"], []).append(float(r["weight"]))
+    for round_weights in weights.values():
+        assert sum(round_weights) == pytest.approx(1.0)
+        assert min(round_weights) > 0
+    # bargaining succeeded (no fallback), so the weights are the NBS ones, not cgsv's
+    assert {r["nbs_failed"] for r in rows} <= {"0", "False", "false"}
+    other = run.parent / "cgsv"
+    shutil.copytree(run / "pool", other / "pool")
+    assert _fl(other, config, *FAST) == 0
+    cgsv_rows = [r for r in _rows(other) if r["method"] == "cgsv"]
+    assert [r["weight"] for r in cgsv_rows] != [r["weight"] for r in rows]
