@@ -296,6 +296,8 @@ def sample_parties(
     kernel_precision: str = "float64",
     chunk_size: int = 4096,
     progress: bool = False,
+    t: ArrayLike | None = None,
+    states: Sequence[InitialState] | None = None,
 ) -> list[SamplingResult]:
     """Sample every party's reward set (cgm.md §7.1–§7.2).
 
@@ -324,6 +326,9 @@ def sample_parties(
         kernel_precision: dtype of kernel values in that pass.
         chunk_size: rows per kernel tile in that pass.
         progress: show a progress bar over parties.
+        t: the candidates' sums against T from `candidate_reference_sums`, when the
+            caller reruns the sampler (a β sweep) and computes them once.
+        states: the parties' `initial_state` sums, likewise.
 
     Returns:
         One result per party, in party order.
@@ -373,8 +378,18 @@ def sample_parties(
         "device": kernel_device,
         "kernel_precision": kernel_precision,
     }
-    t = candidate_reference_sums(g, ref, lengthscale, **kw)
-    states = [initial_state(x, g, ref, lengthscale, **kw) for x in xs]
+    if t is None:
+        t = candidate_reference_sums(g, ref, lengthscale, **kw)
+    t = _check_t(t, g.shape[0])
+    if states is None:
+        states = [initial_state(x, g, ref, lengthscale, **kw) for x in xs]
+    if len(states) != len(xs):
+        raise ValueError(
+            f"Argument `states` must have one entry per party ({len(xs)}), "
+            f"got {len(states)}"
+        )
+    for x, st in zip(xs, states, strict=True):
+        _check_state(st, x.shape[0], g.shape[0])
     n_t = ref.shape[0]
     ell = float(lengthscale)
 

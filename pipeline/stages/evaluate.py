@@ -27,7 +27,7 @@ from rewards.evaluation import (
     sweep_summary,
 )
 from rewards.metrics import pearson_or_none
-from rewards.sampling import sample_parties
+from rewards.sampling import candidate_reference_sums, initial_state, sample_parties
 from valuation.result import PartyValues
 
 logger = logging.getLogger(__name__)
@@ -164,6 +164,15 @@ def _beta_sweep(cfg, feats, cand_y, values, rewards, ref, pool, kw, progress) ->
     parties = [feats[f"party_{i}"] for i in range(n)]
     root = manifest.stage_seed(cfg.seed, "evaluate")
     per_beta, n_rew, mmd = [], [], []
+    kernel = {"center": feats["reference"].mean(0), "device": cfg.value.device}
+    t = candidate_reference_sums(  # once for every β (cgm.md §8.3)
+        feats["candidates"], feats["reference"], values.lengthscale, **kernel
+    )
+    states = [
+        initial_state(x, feats["candidates"], feats["reference"], values.lengthscale,
+                      **kernel)
+        for x in parties
+    ]  # fmt: skip
     for beta, ss in zip(betas, root.spawn(len(betas)), strict=True):
         seeds = [int(q.generate_state(1, np.uint64)[0] >> 1) for q in ss.spawn(n)]
         results = sample_parties(
@@ -177,6 +186,8 @@ def _beta_sweep(cfg, feats, cand_y, values, rewards, ref, pool, kw, progress) ->
             workers=min(n, 2),
             kernel_device=cfg.value.device,
             progress=progress,
+            t=t,
+            states=states,
         )
         rows = []
         for i, res in enumerate(results):

@@ -78,13 +78,6 @@ def _check(f: FlConfig) -> None:
             "[fl] baselines: 'cffl' is not implemented in this version; use "
             "standalone and fedavg"
         )
-    if f.aggregator == "nash":
-        try:
-            import rewards.bargaining  # noqa: F401
-        except ImportError as e:
-            raise UsageError(
-                '[fl] aggregator: "nash" needs rewards.bargaining, not built yet'
-            ) from e
 
 
 def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, Path]:

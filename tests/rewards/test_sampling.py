@@ -364,6 +364,28 @@ def test_workers_do_not_change_results(seed: int) -> None:
         _assert_same(a, b, rtol=0.0)
 
 
+def test_precomputed_sums_give_identical_results(seed: int) -> None:
+    # Prepare: t and the initial states computed once, as the β sweep does
+    p = _problem(seed)
+    seeds = [5, 6]
+    center = p["ref"].mean(0)
+    t = candidate_reference_sums(p["g"], p["ref"], p["ell"], center=center)
+    states = [
+        initial_state(x, p["g"], p["ref"], p["ell"], center=center)
+        for x in p["parties"]
+    ]
+    # Execute
+    fresh = _all(p, [0.3, 0.25], 2.0, seeds=seeds)
+    reused = _all(p, [0.3, 0.25], 2.0, seeds=seeds, t=t, states=states)
+    # Assert
+    for a, b in zip(fresh, reused, strict=True):
+        _assert_same(a, b, rtol=0.0)
+    with pytest.raises(ValueError, match="`states` must have one entry per party"):
+        _all(p, [0.3, 0.25], 2.0, seeds=seeds, t=t, states=states[:1])
+    with pytest.raises(ValueError, match="`t` must be a finite vector"):
+        _all(p, [0.3, 0.25], 2.0, seeds=seeds, t=t[:-1], states=states)
+
+
 @pytest.mark.parametrize("inv_temp", [math.inf, 0.0, 3.0])
 def test_batched_torch_path_matches_numpy(seed: int, inv_temp: float) -> None:
     # Prepare: the batched path on CPU torch; parties stop at different steps
