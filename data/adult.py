@@ -153,7 +153,8 @@ def read_adult(path: str | Path | None = None) -> dict[str, NDArray]:
     """
     import pyarrow.parquet as pq
 
-    table = pq.read_table(adult_path() if path is None else path)
+    path = adult_path() if path is None else path
+    table = pq.read_table(path)
     needed = (*NUMERIC_COLUMNS, *STRING_COLUMNS, LABEL_COLUMN)
     missing = [c for c in needed if c not in table.column_names]
     if missing:
@@ -276,8 +277,9 @@ def standardise(
         >>> standardise(x, np.array([0, 1])).ravel().tolist()
         [-1.0, 1.0, 4.0]
     """
-    mean = x[fit_rows].mean(axis=0)
-    std = x[fit_rows].std(axis=0)
+    fit = x[fit_rows]
+    mean = fit.mean(axis=0)
+    std = fit.std(axis=0)
     std[std == 0] = 1.0  # a column constant on the training rows stays finite
     return (x - mean) / std
 

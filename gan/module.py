@@ -74,7 +74,25 @@ def standardisation_stats(x: NDArray) -> tuple[list[float], list[float]]:
     return x64.mean(axis=0).tolist(), x64.std(axis=0).tolist()
 
 
-def _as_int(name: str, value: Any, minimum: int) -> int:
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """Return ``value`` as an int if it is an integer ≥ ``minimum`` (bool refused).
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value to check.
+        minimum: the smallest allowed value.
+
+    Returns:
+        ``int(value)``.
+
+    Raises:
+        TypeError: if ``value`` is not an integer.
+        ValueError: if ``value`` < ``minimum``.
+
+    Example:
+        >>> check_int("epochs", np.int64(3), 1)
+        3
+    """
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"Argument `{name}` must be an int, got {value!r}")
     if value < minimum:
@@ -145,8 +163,8 @@ class GANModule(pl.LightningModule):
             raise ValueError(
                 f"Argument `kind` must be 'image' or 'vector', got {kind!r}"
             )
-        shape = [_as_int("sample_shape", s, 1) for s in sample_shape]
-        n_classes = _as_int("n_classes", n_classes, 1)
+        shape = [check_int("sample_shape", s, 1) for s in sample_shape]
+        n_classes = check_int("n_classes", n_classes, 1)
         freqs = _as_floats("class_frequencies", class_frequencies, n_classes)
         if min(freqs) < 0 or sum(freqs) <= 0:
             raise ValueError(
@@ -155,14 +173,14 @@ class GANModule(pl.LightningModule):
             )
         if latent_dim is None:
             latent_dim = IMAGE_LATENT_DIM if kind == "image" else VECTOR_LATENT_DIM
-        latent_dim = _as_int("latent_dim", latent_dim, 1)
-        width = _as_int("width", width, 1)
+        latent_dim = check_int("latent_dim", latent_dim, 1)
+        width = check_int("width", width, 1)
         if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"Argument `lr` must be a number > 0, got {lr!r}")
         betas_list = _as_floats("betas", betas, 2)
         if not all(0.0 <= b < 1.0 for b in betas_list):
             raise ValueError(f"Argument `betas` must lie in [0, 1), got {betas_list!r}")
-        seed = _as_int("seed", seed, 0)
+        seed = check_int("seed", seed, 0)
         if kind == "vector":
             if len(shape) != 1:
                 raise ValueError(

@@ -18,20 +18,12 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from tqdm import tqdm
 
-from gan.module import GANModule
+from gan.module import GANModule, check_int
 
 logger = logging.getLogger(__name__)
 
 Seed = int | np.random.Generator | np.random.SeedSequence | None
 _DECIMALS = 9
-
-
-def _check_n(n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise TypeError(f"Argument `n` must be an int, got {n!r}")
-    if n < 1:
-        raise ValueError(f"Argument `n` must be >= 1, got {n!r}")
-    return int(n)
 
 
 def _check_labels(labels: ArrayLike, n_classes: int) -> NDArray[np.int64]:
@@ -73,7 +65,7 @@ def largest_remainder_counts(weights: ArrayLike, n: int) -> NDArray[np.int64]:
         [5, 3, 2]
     """
     w = np.asarray(weights, dtype=np.float64)
-    n = _check_n(n)
+    n = check_int("n", n, 1)
     if w.ndim != 1 or w.size == 0:
         raise ValueError(f"Argument `weights` must be a non-empty 1-D array, got {w!r}")
     if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:

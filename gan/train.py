@@ -27,7 +27,7 @@ import torch
 from numpy.typing import NDArray
 
 from gan.datamodule import PooledDataModule, check_xy
-from gan.module import GANModule, derive_seed, standardisation_stats
+from gan.module import GANModule, check_int, derive_seed, standardisation_stats
 from gan.sampling import class_frequencies
 
 logger = logging.getLogger(__name__)
@@ -185,14 +185,6 @@ def resolve_trainer_settings(
     )
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"Argument `{name}` must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"Argument `{name}` must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def train_gan(
     x: NDArray[np.float32],
     y: NDArray[np.int64],
@@ -244,11 +236,11 @@ def train_gan(
         ValueError: on a bad value, named in the message (before any work).
         TypeError: on a bad type.
     """
-    n_classes = _check_int("n_classes", n_classes, 1)
+    n_classes = check_int("n_classes", n_classes, 1)
     check_xy(x, y, n_classes=n_classes)
-    epochs = _check_int("epochs", epochs, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    max_steps = _check_int("max_steps", max_steps, -1)
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    max_steps = check_int("max_steps", max_steps, -1)
     if max_steps == 0:
         raise ValueError("Argument `max_steps` must be -1 (no limit) or >= 1, got 0")
     if x.ndim == 4:

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from data.h5 import read_h5
 from gan.quality import sample_grid_png
 from pipeline import manifest, paths
+from pipeline.figures import save_figure
+from pipeline.stages.common import Pool
+from rewards.evaluation import METRICS
+from valuation.result import PartyValues
 
 # The authors' indicative numbers (cgm.md §8.4): corr(α, metric after rewards).
 AUTHORS = {
@@ -25,29 +28,19 @@ AUTHORS = {
     "MNIST equaldisjoint": (-0.9996, 0.31, -0.963, -0.97, 0.76),
     "MNIST unequal": (-0.9916, -0.95, -0.73, -0.995, -0.95),
 }
-METRIC_NAMES = ("mmd2", "knn_kl", "w2", "class_imbalance", "n_rewards")
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    FigureCanvasAgg(fig)
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
 
 
 def write_figures(
     run_dir: Path,
     body: dict[str, Any],
-    feats: dict[str, np.ndarray],
     cand: dict[str, np.ndarray],
-    pool: Any,
+    pool: Pool,
     n_classes: int,
+    values: PartyValues,
 ) -> dict[str, Path]:
     """reward_vs_alpha.png, value_traces.png, class_hist.png, samples_party_<i>.png."""
     rows = body["parties"]
     out: dict[str, Path] = {}
-    values = manifest.read_json(paths.values(run_dir))
     alpha = np.array([r["alpha"] for r in rows])
     order = np.argsort(alpha)
 
@@ -60,15 +53,15 @@ def write_figures(
         ax.plot(
             alpha[order], np.array([r[key] for r in rows])[order], style, label=label
         )
-    ax.plot(alpha[order], np.array(values["v_single"])[order], "^:", label="v(D_i)")
-    ax.plot(alpha[order], np.array(values["v_max"])[order], "v:", label="v(D_i ∪ G)")
+    ax.plot(alpha[order], np.array(values.v_single)[order], "^:", label="v(D_i)")
+    ax.plot(alpha[order], np.array(values.v_max)[order], "v:", label="v(D_i ∪ G)")
     ax.set(
         xlabel="α (normalised Shapley value)",
         ylabel="value",
         title=f"Reward values (ρ = {body['rho']:.3g})",
     )
     ax.legend(fontsize=8)
-    out["reward_vs_alpha"] = _save(
+    out["reward_vs_alpha"] = save_figure(
         fig, paths.evaluate_file(run_dir, "reward_vs_alpha.png")
     )
 
@@ -89,7 +82,9 @@ def write_figures(
         title="Value traces (dotted: reward value)",
     )
     ax.legend(fontsize=8)
-    out["value_traces"] = _save(fig, paths.evaluate_file(run_dir, "value_traces.png"))
+    out["value_traces"] = save_figure(
+        fig, paths.evaluate_file(run_dir, "value_traces.png")
+    )
 
     fig = Figure(figsize=(2.2 * len(rows), 2.6))
     for k, r in enumerate(rows):
@@ -103,7 +98,7 @@ def write_figures(
         ax.set_xticks(range(n_classes))
         ax.tick_params(labelsize=6)
     fig.axes[0].legend(fontsize=7)
-    out["class_hist"] = _save(fig, paths.evaluate_file(run_dir, "class_hist.png"))
+    out["class_hist"] = save_figure(fig, paths.evaluate_file(run_dir, "class_hist.png"))
 
     for r in rows:
         i = r["party"]
@@ -129,6 +124,11 @@ def write_figures(
 def _reward_dataset(run_dir: Path, party: int, name: str) -> np.ndarray:
     data, _ = read_h5(paths.reward_file(run_dir, party), names=(name,))
     return data[name]
+
+
+def _header(*cells: str) -> list[str]:
+    """The header row and the separator row of a Markdown table."""
+    return ["| " + " | ".join(cells) + " |", "|---" * len(cells) + "|"]
 
 
 def _fmt(v: Any) -> str:
@@ -173,8 +173,7 @@ def write_markdown(
         "",
         "## Correlation with α (after rewards)",
         "",
-        "| metric | corr(α, ·) |",
-        "|---|---|",
+        *_header("metric", "corr(α, ·)"),
     ]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in corr.items()]
     sweep = body.get("sweep") or {}
@@ -184,20 +183,19 @@ def write_markdown(
             "",
             "## β sweep",
             "",
-            "| β | " + " | ".join(METRIC_NAMES) + " | #rewards per party |",
-            "|---" * (len(METRIC_NAMES) + 2) + "|",
+            *_header("β", *METRICS, "#rewards per party"),
         ]
         for row, n_rew in zip(sweep["per_beta"], sweep["n_rewards"], strict=True):
             lines.append(
                 f"| {_fmt(row['inv_temp'])} | "
-                + " | ".join(_fmt(row[m]) for m in METRIC_NAMES)
+                + " | ".join(_fmt(row[m]) for m in METRICS)
                 + f" | {n_rew} |"
             )
         lines.append(
             "| mean ± s.e. | "
             + " | ".join(
                 f"{_fmt(s['corr_alpha'][m]['mean'])} ± {_fmt(s['corr_alpha'][m]['se'])}"
-                for m in METRIC_NAMES
+                for m in METRICS
             )
             + " | |"
         )
@@ -211,8 +209,7 @@ def write_markdown(
         "",
         "The authors' indicative corr(α, ·) after rewards (cgm.md §8.4):",
         "",
-        "| data / split | " + " | ".join(METRIC_NAMES) + " |",
-        "|---" * (len(METRIC_NAMES) + 1) + "|",
+        *_header("data / split", *METRICS),
     ]
     lines += [
         f"| {k} | " + " | ".join(_fmt(v) for v in vals) + " |"
@@ -220,7 +217,7 @@ def write_markdown(
     ]
     q = body.get("gan_quality") or {}
     if q:
-        lines += ["", "## Candidate quality", "", "| figure | value |", "|---|---|"]
+        lines += ["", "## Candidate quality", "", *_header("figure", "value")]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in q.items()]
     lines += ["", "## Figures", ""]
     lines += [

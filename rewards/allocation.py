@@ -159,7 +159,7 @@ def rho_interval(alpha: ArrayLike, lower: ArrayLike, v_max: ArrayLike) -> RhoInt
         (0.5, (1, 0))
     """
     a, low, vmax = _check_inputs(alpha, lower, v_max)
-    return _interval(np.log(a), np.log(np.maximum(low, _LOWER_FLOOR)), np.log(vmax))
+    return _interval(*_logs(a, low, vmax))
 
 
 def solve_rho(
@@ -199,7 +199,7 @@ def solve_rho(
     """
     lower = _lower_for(condition, v_single, v_stable_lower)
     a, low, vmax = _check_inputs(alpha, lower, v_max)
-    la, ll, lv = np.log(a), np.log(np.maximum(low, _LOWER_FLOOR)), np.log(vmax)
+    la, ll, lv = _logs(a, low, vmax)
     interval = _interval(la, ll, lv)
     n = a.shape[0]
     # Rows 0..N-1: u + ρ·log α_i ≤ log v_max_i;
@@ -222,18 +222,7 @@ def solve_rho(
             f"linprog(method='highs') failed: status {res.status}, {res.message}"
         )
     u, rho = float(res.x[0]), float(np.clip(res.x[1], 0.0, 1.0))
-    v_star = math.exp(u)
-    r = a**rho * v_star
-    return RewardAllocation(
-        condition=condition,
-        rho=rho,
-        v_star=v_star,
-        reward_values=tuple(float(x) for x in r),
-        lower_bound=tuple(float(x) for x in low),
-        v_max=tuple(float(x) for x in vmax),
-        rho_interval=(interval.rho_lo, interval.rho_hi),
-        violations=_violations(r, low, condition),
-    )
+    return _allocation(condition, rho, math.exp(u), a, low, vmax, interval)
 
 
 def fixed_rho(
@@ -273,10 +262,11 @@ def fixed_rho(
     rho = _check_rho(rho)
     lower = _lower_for(condition, v_single, v_stable_lower)
     a, low, vmax = _check_inputs(alpha, lower, v_max)
-    interval = _interval(np.log(a), np.log(np.maximum(low, _LOWER_FLOOR)), np.log(vmax))
     v_star = float(np.min(vmax / a**rho))
-    r = a**rho * v_star
-    violations = _violations(r, low, condition)
+    result = _allocation(
+        condition, rho, v_star, a, low, vmax, _interval(*_logs(a, low, vmax))
+    )
+    violations = result.violations
     if violations:
         logger.warning(
             "fixed rho = %s violates the %s lower bound of %d part%s: %s",
@@ -286,6 +276,25 @@ def fixed_rho(
             "y" if len(violations) == 1 else "ies",
             "; ".join(violations),
         )
+    return result
+
+
+def _logs(a: NDArray, low: NDArray, vmax: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+    """Logs of α, of lower (a bound ≤ 0 floored at 1e-7) and of v_max (§6.1)."""
+    return np.log(a), np.log(np.maximum(low, _LOWER_FLOOR)), np.log(vmax)
+
+
+def _allocation(
+    condition: str,
+    rho: float,
+    v_star: float,
+    a: NDArray,
+    low: NDArray,
+    vmax: NDArray,
+    interval: RhoInterval,
+) -> RewardAllocation:
+    """r_i = α_i^ρ·v* and the violations of the condition's lower bounds (§6)."""
+    r = a**rho * v_star
     return RewardAllocation(
         condition=condition,
         rho=rho,
@@ -294,7 +303,7 @@ def fixed_rho(
         lower_bound=tuple(float(x) for x in low),
         v_max=tuple(float(x) for x in vmax),
         rho_interval=(interval.rho_lo, interval.rho_hi),
-        violations=violations,
+        violations=_violations(r, low, condition),
     )
 
 

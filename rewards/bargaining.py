@@ -205,10 +205,8 @@ def nbs(g: ArrayLike) -> NbsResult:
     if not (math.isfinite(nf) and nf > 0.0):
         return NbsResult(None, False, math.nan, 0, "degenerate")
     m = m_raw / nf
-    trace = float(np.trace(m))
-    if not trace > 0.0:
-        return NbsResult(None, False, math.nan, 0, "degenerate")
-    a = np.full(gm.shape[0], 1.0 / math.sqrt(trace))
+    # trace(M̃) ≥ ‖M̃‖_F = 1 for a Gram matrix, so the start below is finite.
+    a = np.full(gm.shape[0], 1.0 / math.sqrt(float(np.trace(m))))
     for it in range(MAX_ITERATIONS):
         ma = m @ a
         res = float(np.max(np.abs(a * ma - 1.0)))

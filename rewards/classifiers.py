@@ -8,7 +8,8 @@
 Neither has buffers (no BatchNorm), so a model is exactly its flat parameter vector, as
 the gradient rewards of cgsv.md §2 need. `Preprocessor` holds the input standardisation
 of cgsv.md §4 (the padding included), fitted on training arrays. `train_classifier`
-(Adam, cgm.md §8.2), `predict`, `accuracy` and `penultimate_features` (the activation
+(Adam, cgm.md §8.2; `fit_classifier` does preprocessing, building and training in one
+call), `predict`, `accuracy` and `penultimate_features` (the activation
 before the last Linear, the feature map of the GAN quality check) take *preprocessed*
 inputs.
 """
@@ -384,6 +385,46 @@ def train_classifier(
             opt.step()
     model.eval()
     return model
+
+
+def fit_classifier(
+    x: ArrayLike,
+    y: ArrayLike,
+    n_classes: int,
+    *,
+    kind: Literal["auto", "cnn", "mlp"] = "auto",
+    epochs: int,
+    seed: int,
+    device: str = "cpu",
+) -> tuple[Classifier, Preprocessor]:
+    """Fit a `Preprocessor` on ``x``, build the classifier and train it (cgm.md §8.2).
+
+    The classifier of the GAN quality check (cgm.md §3.4) and of the downstream
+    accuracy (§8.2): ``cnn`` for 28×28 images, ``mlp`` otherwise when ``kind`` is
+    ``"auto"``; initialisation and shuffling both seeded with ``seed``; Adam 1e-3,
+    batch 64.
+
+    Args:
+        x: (n, ...) raw training inputs.
+        y: (n,) integer labels in 0..C−1.
+        n_classes: C.
+        kind: ``"auto"``, ``"cnn"`` or ``"mlp"``.
+        epochs: training epochs ≥ 1.
+        seed: seeds the initialisation and the shuffling.
+        device: torch device of the training.
+
+    Returns:
+        The trained classifier and the preprocessor its inputs need.
+
+    Raises:
+        ValueError: on bad inputs (see `Preprocessor.fit` and `train_classifier`).
+    """
+    pre = Preprocessor.fit(kind, x)
+    model = build_classifier(pre.kind, np.shape(x)[1:], n_classes, seed=seed)
+    train_classifier(
+        model, pre.transform(x), y, epochs=epochs, seed=seed, device=device
+    )
+    return model, pre
 
 
 @torch.inference_mode()

@@ -22,7 +22,6 @@ refused with a ValueError naming `costs` (never sorted: that would relabel the t
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +32,13 @@ from rewards.contract_accuracy import (
     AccuracyModel,
     PowerLawAccuracy,
     SGBAccuracy,
+    _positive_float,
     make_accuracy,
 )
 from rewards.contract_complete_info import CompleteInformation, complete_information
 from rewards.contract_primitives import (
     DEFAULT_MAX_OUTCOMES,
+    _check_count,
     check_types,
     conditional_weights,
     enumerate_outcomes,
@@ -245,29 +246,6 @@ class ContractResult:
         }
 
 
-def _positive(name: str, value: object) -> float:
-    """``value`` as a finite float > 0; TypeError for non-numbers and bools."""
-    if isinstance(value, bool) or not isinstance(
-        value, int | float | np.integer | np.floating
-    ):
-        raise TypeError(f"Argument `{name}` must be a number, got {value!r}")
-    out = float(value)
-    if not (math.isfinite(out) and out > 0):
-        raise ValueError(
-            f"Argument `{name}` must be a finite number > 0, got {value!r}"
-        )
-    return out
-
-
-def _positive_int(name: str, value: object) -> int:
-    """``value`` as an int ≥ 1; TypeError for non-integers and bools."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"Argument `{name}` must be an integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"Argument `{name}` must be ≥ 1, got {value!r}")
-    return int(value)
-
-
 def solve_contract(
     costs: ArrayLike,
     probs: ArrayLike,
@@ -318,14 +296,15 @@ def solve_contract(
         (True, 3)
     """
     c, p = check_types(costs, probs)
-    n = _positive_int("n_participants", n_participants)
+    n = _check_count("n_participants", n_participants, 1)
     acc = SGBAccuracy() if accuracy is None else accuracy
     if not isinstance(acc, AccuracyModel):
         raise TypeError(f"Argument `accuracy` must be an AccuracyModel, got {acc!r}")
-    v_scale = _positive("value_scale", value_scale)
-    s_scale = _positive("objective_scale", objective_scale)
-    g_tol, x_tol = _positive("gtol", gtol), _positive("xtol", xtol)
-    n_iter = _positive_int("maxiter", maxiter)
+    v_scale = _positive_float("value_scale", value_scale)
+    s_scale = _positive_float("objective_scale", objective_scale)
+    g_tol = _positive_float("gtol", gtol)
+    x_tol = _positive_float("xtol", xtol)
+    n_iter = _check_count("maxiter", maxiter, 1)
     if constraints not in CONSTRAINT_SETS:
         raise ValueError(
             f"Argument `constraints` must be one of {CONSTRAINT_SETS}, "
@@ -349,11 +328,9 @@ def solve_contract(
     weights = conditional_weights(outcomes, probs_n)
     f, m_res = reservation_utilities(c, acc, v_scale)
 
-    if m_start is not None:
-        found = pooling_start(c, f, n, acc, v_scale) is not None
-    else:
-        root = pooling_start(c, f, n, acc, v_scale)
-        found = root is not None
+    root = pooling_start(c, f, n, acc, v_scale)
+    found = root is not None
+    if m_start is None:
         if root is None:
             logger.warning(
                 "No pooling contract exists (v(a(N·m)) < c_1·m + f_1 for all m); "

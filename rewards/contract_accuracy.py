@@ -122,23 +122,30 @@ def sgb_accuracy(x: ArrayLike, *, a_opt: float = 1.0, k: float = 1.0) -> NDArray
     return np.where(mask, b, 0.0)
 
 
-def _sgb_derivative(x: ArrayLike, a_opt: float, k: float) -> NDArray[np.float64]:
-    """a'(x) = (k + kL + 2s)/(s·x^{3/2}), 0 where a(x) = 0."""
+def _sgb_on_support(
+    x: ArrayLike, a_opt: float, k: float
+) -> tuple[NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64], NDArray]:
+    """(mask, x, s, L) with safe stand-ins (1, 1, 0) where a(x) = 0."""
     x = np.asarray(x, dtype=np.float64)
     _, log_term, s, mask = _sgb_parts(x, a_opt, k)
-    xs = np.where(mask, x, 1.0)
-    ss = np.where(mask, s, 1.0)
-    d1 = (k + k * log_term + 2.0 * ss) / (ss * xs**1.5)
+    return (
+        mask,
+        np.where(mask, x, 1.0),
+        np.where(mask, s, 1.0),
+        np.where(mask, log_term, 0.0),
+    )
+
+
+def _sgb_derivative(x: ArrayLike, a_opt: float, k: float) -> NDArray[np.float64]:
+    """a'(x) = (k + kL + 2s)/(s·x^{3/2}), 0 where a(x) = 0."""
+    mask, xs, ss, lt = _sgb_on_support(x, a_opt, k)
+    d1 = (k + k * lt + 2.0 * ss) / (ss * xs**1.5)
     return np.where(mask, d1, 0.0)
 
 
 def _sgb_second_derivative(x: ArrayLike, a_opt: float, k: float) -> NDArray[np.float64]:
     """a''(x) = x^{−5/2}[k(s² − k − kL)/s³ − 3(k + kL + 2s)/(2s)], 0 where a(x) = 0."""
-    x = np.asarray(x, dtype=np.float64)
-    _, log_term, s, mask = _sgb_parts(x, a_opt, k)
-    xs = np.where(mask, x, 1.0)
-    ss = np.where(mask, s, 1.0)
-    lt = np.where(mask, log_term, 0.0)
+    mask, xs, ss, lt = _sgb_on_support(x, a_opt, k)
     bracket = k * (ss**2 - k - k * lt) / ss**3 - 3.0 * (k + k * lt + 2.0 * ss) / (
         2.0 * ss
     )

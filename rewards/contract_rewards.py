@@ -130,6 +130,31 @@ class ContractChecks:
         return out
 
 
+def _reward_values(
+    outcomes: NDArray,
+    weights: NDArray,
+    rewards: NDArray,
+    m: NDArray,
+    costs: NDArray,
+    accuracy: AccuracyModel,
+    value_scale: float,
+) -> tuple[NDArray, NDArray, NDArray, NDArray, NDArray]:
+    """What both §3 checks read off the recovered rewards.
+
+    Returns:
+        ``(present, joint, values, expect, mimic)``: the (K, n_outcomes) mask n_i ≥ 1,
+        the (1, n_outcomes) v(a(n·m)), the (K, n_outcomes) v(r_i(n)), the (K,)
+        E_{W_i}[v(r_i)] and the (K, K) ``mimic[i, j]`` = E_{W_j}[v(r_j)] − c_i m_j,
+        type i's utility from contract j.
+    """
+    present = (np.asarray(outcomes) >= 1).T
+    joint = value_scale * accuracy.value(outcomes @ m)[None, :]
+    values = value_scale * rewards
+    expect = reward_expectations(rewards, weights, value_scale)
+    mimic = expect[None, :] - costs[:, None] * m[None, :]
+    return present, joint, values, expect, mimic
+
+
 def check_contract(
     *,
     outcomes: NDArray,
@@ -161,13 +186,10 @@ def check_contract(
         The `ContractChecks`.
     """
     tol = 1e-6 * value_scale if tolerance is None else float(tolerance)
-    present = (outcomes >= 1).T
-    joint = value_scale * accuracy.value(outcomes @ m)[None, :]
-    values = value_scale * rewards
+    present, joint, values, expect, mimic = _reward_values(
+        outcomes, weights, rewards, m, costs, accuracy, value_scale
+    )
     feasible = np.where(present, np.minimum(values, joint - values), np.inf)
-    expect = reward_expectations(rewards, weights, value_scale)
-    # mimic[i, j] = E_{W_j}[v(r_j)] − c_i m_j: type i's utility from contract j
-    mimic = expect[None, :] - costs[:, None] * m[None, :]
     own = np.diag(mimic)
     off = ~np.eye(costs.size, dtype=bool)
     slack = {
@@ -280,13 +302,10 @@ def verify_rewards(
         (2, 0, 0.0, [15.0, 35.0])
     """
     tol = 1e-6 * value_scale if tolerance is None else float(tolerance)
-    present = (np.asarray(outcomes) >= 1).T  # (K, n_outcomes)
-    joint = value_scale * accuracy.value(outcomes @ m)[None, :]
-    values = value_scale * rewards
+    present, joint, values, expect, mimic = _reward_values(
+        outcomes, weights, rewards, m, costs, accuracy, value_scale
+    )
     excess = np.where(present, values - joint, -np.inf)
-    expect = reward_expectations(rewards, weights, value_scale)
-    # mimic[i, j]: type i's utility from contract j
-    mimic = expect[None, :] - costs[:, None] * m[None, :]
     own = np.diag(mimic)
     gain = np.where(np.eye(costs.size, dtype=bool), np.inf, own[:, None] - mimic)
     return RewardVerification(

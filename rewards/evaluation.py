@@ -15,12 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from rewards.classifiers import (
-    Preprocessor,
-    accuracy,
-    build_classifier,
-    train_classifier,
-)
+from rewards.classifiers import accuracy, fit_classifier
 from rewards.metrics import mean_and_se, pearson_or_none
 from valuation.divergences import class_imbalance, gaussian_w2, knn_kl_divergence
 from valuation.mmd import kernel_sum, unbiased_mmd2_from_sums
@@ -170,17 +165,8 @@ def downstream_accuracy(
     """
     accs = []
     for x, y in (own, combined):
-        pre = Preprocessor.fit(kind, x)
-        model = build_classifier(pre.kind, x.shape[1:], n_classes, seed=seed)
-        train_classifier(
-            model,
-            pre.transform(x),
-            y,
-            epochs=epochs,
-            batch_size=64,
-            lr=1e-3,
-            seed=seed,
-            device=device,
+        model, pre = fit_classifier(
+            x, y, n_classes, kind=kind, epochs=epochs, seed=seed, device=device
         )
         accs.append(accuracy(model, pre.transform(test[0]), test[1]))
     return {"acc_before": accs[0], "acc_after": accs[1], "gain": accs[1] - accs[0]}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +44,7 @@ from rewards.gradient import (
     AggregatorKind,
     NbsSolver,
     aggregation_weights,
+    check_gamma,
     cosine_contributions,
     flat_layer_topk,
     normalise_update,
@@ -107,9 +107,11 @@ def _check_positive(name: str, value: Any) -> float:
 
 
 def _check_lr_decay(lr_decay: Any) -> float:
-    if isinstance(lr_decay, bool) or not isinstance(lr_decay, int | float):
-        raise ValueError(f"Argument `lr_decay` must be in (0, 1], got {lr_decay!r}")
-    if not 0 < lr_decay <= 1:
+    if (
+        isinstance(lr_decay, bool)
+        or not isinstance(lr_decay, int | float)
+        or not 0 < lr_decay <= 1
+    ):
         raise ValueError(f"Argument `lr_decay` must be in (0, 1], got {lr_decay!r}")
     return float(lr_decay)
 
@@ -124,17 +126,13 @@ def _check_alpha(alpha: Any) -> float:
     return float(alpha)
 
 
-def _check_beta(beta: Any) -> float:
-    if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
-        raise ValueError(f"Argument `beta` must be > 0, got {beta!r}")
-    return float(beta)
-
-
-def _check_gamma(gamma: Any) -> float:
-    g = _check_positive("gamma", gamma)
-    if not math.isfinite(g):
-        raise ValueError(f"Argument `gamma` must be finite, got {gamma!r}")
-    return g
+def _check_aggregator(aggregator: Any) -> AggregatorKind:
+    if aggregator not in ("cgsv", "fedavg", "nash"):
+        raise ValueError(
+            "Argument `aggregator` must be 'cgsv', 'fedavg' or 'nash', "
+            f"got {aggregator!r}"
+        )
+    return aggregator
 
 
 # --- Flat parameter vectors ---------------------------------------------------
@@ -495,16 +493,11 @@ class GradientRewardStrategy:
         deliver_rewards_in_config: bool = False,
     ):
         self.n_parties = _check_int("n_parties", n_parties, 2)
-        self.gamma = _check_gamma(gamma)
+        self.gamma = check_gamma(gamma)
         self.alpha = _check_alpha(alpha)
-        self.beta = _check_beta(beta)
+        self.beta = _check_positive("beta", beta)
         self.local_epochs = _check_int("local_epochs", local_epochs, 1)
-        if aggregator not in ("cgsv", "fedavg", "nash"):
-            raise ValueError(
-                "Argument `aggregator` must be 'cgsv', 'fedavg' or 'nash', "
-                f"got {aggregator!r}"
-            )
-        self.aggregator: AggregatorKind = aggregator
+        self.aggregator = _check_aggregator(aggregator)
         self.nbs = nbs
         self.sizes = [_check_int("sizes", s, 1) for s in sizes]
         if theta_0.ndim != 1 or sum(self.sizes) != theta_0.numel():
@@ -813,6 +806,23 @@ def _make_parties(
     ]
 
 
+def _timed_fits(
+    parties: Sequence[FLParty],
+    fit: Callable[[FLParty, Mapping[str, Any]], tuple[Tensor, int]],
+    configs: Mapping[int, Mapping[str, Any]],
+    device: torch.device,
+) -> tuple[list[tuple[int, Tensor, int]], float]:
+    """Run ``fit`` on every party: ([(party_id, vector, n_i)], the start time)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    results = []
+    for p in parties:
+        vec, n = fit(p, configs[p.party_id])
+        results.append((p.party_id, vec, n))
+    _sync(device)
+    return results, t0
+
+
 def _cgsv_round(
     strategy: GradientRewardStrategy,
     parties: Sequence[FLParty],
@@ -820,13 +830,7 @@ def _cgsv_round(
     device: torch.device,
 ) -> tuple[RoundResult, float, float]:
     configs = strategy.configure_round(t)
-    _sync(device)
-    t0 = time.perf_counter()
-    uploads = []
-    for p in parties:
-        u, n = p.fit(configs[p.party_id])
-        uploads.append((p.party_id, u, n))
-    _sync(device)
+    uploads, t0 = _timed_fits(parties, FLParty.fit, configs, device)
     t_server = time.perf_counter()
     result = strategy.aggregate_round(t, uploads)
     for p in parties:
@@ -841,13 +845,7 @@ def _fedavg_round(
     strategy: FedAvgStrategy, parties: Sequence[FLParty], t: int, device: torch.device
 ) -> tuple[NDArray[np.float64], float, float]:
     configs = strategy.configure_round(t)
-    _sync(device)
-    t0 = time.perf_counter()
-    results = []
-    for p in parties:
-        flat, n = p.fit_fedavg(configs[p.party_id])
-        results.append((p.party_id, flat, n))
-    _sync(device)
+    results, t0 = _timed_fits(parties, FLParty.fit_fedavg, configs, device)
     t_server = time.perf_counter()
     w = strategy.aggregate_round(t, results)
     _sync(device)
@@ -947,18 +945,14 @@ def simulate(
     _check_int("batch_size", batch_size, 1)
     _check_positive("lr", lr)
     _check_lr_decay(lr_decay)
-    _check_gamma(gamma)
+    check_gamma(gamma)
     _check_alpha(alpha)
     every = _check_int("eval_every", eval_every, 1)
     betas = [beta] if isinstance(beta, int | float) else list(beta)
     if not betas:
         raise ValueError("Argument `beta` must be a number or a non-empty list, got []")
-    betas = [_check_beta(b) for b in betas]
-    if aggregator not in ("cgsv", "fedavg", "nash"):
-        raise ValueError(
-            "Argument `aggregator` must be 'cgsv', 'fedavg' or 'nash', "
-            f"got {aggregator!r}"
-        )
+    betas = [_check_positive("beta", b) for b in betas]
+    _check_aggregator(aggregator)
     unknown = [b for b in baselines if b not in ("standalone", "fedavg")]
     if unknown:
         raise ValueError(

@@ -55,11 +55,27 @@ Seed = int | np.random.Generator | np.random.SeedSequence | None
 NbsSolver = Callable[[NDArray[np.float64]], Any]
 
 
-def _check_gamma(gamma: float) -> None:
+def check_gamma(gamma: Any) -> float:
+    """Return Γ as a float if it is a finite number > 0 (cgsv.md §5).
+
+    Args:
+        gamma: the upload norm Γ.
+
+    Returns:
+        ``float(gamma)``.
+
+    Raises:
+        ValueError: if Γ is not a finite number > 0.
+
+    Example:
+        >>> check_gamma(1)
+        1.0
+    """
     if isinstance(gamma, bool) or not (isinstance(gamma, int | float) and gamma > 0):
         raise ValueError(f"Argument `gamma` must be > 0, got {gamma!r}")
     if not math.isfinite(gamma):
         raise ValueError(f"Argument `gamma` must be finite, got {gamma!r}")
+    return float(gamma)
 
 
 def normalise_update(delta: Tensor, gamma: float) -> Tensor:
@@ -82,7 +98,7 @@ def normalise_update(delta: Tensor, gamma: float) -> Tensor:
         >>> normalise_update(torch.tensor([3.0, 4.0]), 0.5).tolist()  # 0.5·(3, 4)/5
         [0.30000001192092896, 0.4000000059604645]
     """
-    _check_gamma(gamma)
+    check_gamma(gamma)
     if delta.ndim != 1:
         raise ValueError(
             f"Argument `delta` must be 1-D, got shape {tuple(delta.shape)}"
@@ -705,21 +721,11 @@ def sv_check_setting(
         raise ValueError(f"Argument `dim` must be an integer >= 1, got {dim!r}")
     rng = np.random.default_rng(seed)
     stats: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "psi_l1",
-            "psi_l2",
-            "psi_r",
-            "psi_cos",
-            "mc_l1",
-            "mc_l2",
-            "mc_r",
-            "mc_cos",
-            "tp",
-            "tm",
-            "te",
-        )
+        f"{est}_{stat}": []
+        for est in ("psi", "mc")
+        for stat in ("l1", "l2", "pearson", "cos_dist")
     }
+    times: dict[str, list[float]] = {"psi": [], "mc": [], "exact": []}
     for _ in range(trials):
         u = rng.standard_normal((n_parties, dim))
         mc_seed = int(rng.integers(0, 2**63 - 1))
@@ -731,44 +737,29 @@ def sv_check_setting(
         t2 = time.process_time()
         phi = exact_shapley_cosine(u)
         t3 = time.process_time()
-        stats["tp"].append(t1 - t0)
-        stats["tm"].append(t2 - t1)
-        stats["te"].append(t3 - t2)
+        times["psi"].append(t1 - t0)
+        times["mc"].append(t2 - t1)
+        times["exact"].append(t3 - t2)
         exact = _sum_to_one(phi)
         for name, est in (("psi", _sum_to_one(psi)), ("mc", _sum_to_one(phi_mc))):
             diff = est - exact
             stats[f"{name}_l1"].append(float(np.abs(diff).sum()))
             stats[f"{name}_l2"].append(float(np.sqrt(diff @ diff)))
             cos = est @ exact / (np.linalg.norm(est) * np.linalg.norm(exact))
-            stats[f"{name}_cos"].append(float(1.0 - cos))
+            stats[f"{name}_cos_dist"].append(float(1.0 - cos))
             corr = pearson_or_none(est, exact)
             if corr is not None:
-                stats[f"{name}_r"].append(corr)
-    ms = {k: _mean_std(v) for k, v in stats.items()}
+                stats[f"{name}_pearson"].append(corr)
+    means_stds: dict[str, float] = {}
+    for key, values in stats.items():
+        means_stds[f"{key}_mean"], means_stds[f"{key}_std"] = _mean_std(values)
     return SvCheckRow(
         n_parties=n_parties,
         dim=dim,
         trials=trials,
         n_permutations=n_permutations,
-        psi_l1_mean=ms["psi_l1"][0],
-        psi_l1_std=ms["psi_l1"][1],
-        psi_l2_mean=ms["psi_l2"][0],
-        psi_l2_std=ms["psi_l2"][1],
-        psi_pearson_mean=ms["psi_r"][0],
-        psi_pearson_std=ms["psi_r"][1],
-        psi_cos_dist_mean=ms["psi_cos"][0],
-        psi_cos_dist_std=ms["psi_cos"][1],
-        mc_l1_mean=ms["mc_l1"][0],
-        mc_l1_std=ms["mc_l1"][1],
-        mc_l2_mean=ms["mc_l2"][0],
-        mc_l2_std=ms["mc_l2"][1],
-        mc_pearson_mean=ms["mc_r"][0],
-        mc_pearson_std=ms["mc_r"][1],
-        mc_cos_dist_mean=ms["mc_cos"][0],
-        mc_cos_dist_std=ms["mc_cos"][1],
-        psi_time_s=ms["tp"][0],
-        mc_time_s=ms["tm"][0],
-        exact_time_s=ms["te"][0],
+        **means_stds,
+        **{f"{k}_time_s": _mean_std(v)[0] for k, v in times.items()},
     )
 
 

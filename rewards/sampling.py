@@ -128,12 +128,11 @@ def candidate_reference_sums(
     g = _features("candidate_features", candidate_features)
     ref = _features("reference", reference)
     _same_dim(("candidate_features", g), ("reference", ref))
-    mu = ref.mean(0) if center is None else np.asarray(center, dtype=np.float64)
-    return kernel_row_sums(
+    return kernel_row_sums(  # centre defaults to the mean of ``ref``
         g,
         ref,
         lengthscale,
-        center=mu,
+        center=center,
         chunk_size=chunk_size,
         device=device,
         kernel_precision=kernel_precision,

@@ -241,14 +241,15 @@ def value_parties(
         phi = exact_shapley(table)
         values_by_mask: Mapping[int, float] | NDArray[np.float64] = table
         alpha = normalised_shapley(phi)
+        stable = stable_coalitions(phi)
         keep = {members_of(mask) for mask in range(1, 1 << n)}
     else:
         phi, stderr = permutation_shapley(
             kbar, sizes, n_permutations, seed=seed, progress=progress
         )
         alpha = normalised_shapley(phi)
-        keep = {frozenset([i]) for i in range(n)} | {grand}
-        keep |= set(stable_coalitions(phi))
+        stable = stable_coalitions(phi)
+        keep = {frozenset([i]) for i in range(n)} | {grand} | set(stable)
         masks = np.array([mask_of(c) for c in keep], dtype=np.int64)
         values_by_mask = dict(
             zip(
@@ -269,7 +270,7 @@ def value_parties(
         alpha=tuple(alpha.tolist()),
         v_single=tuple(v(frozenset([i])) for i in range(n)),
         v_grand=v(grand),
-        v_stable_lower=tuple(v(c) for c in stable_coalitions(phi)),
+        v_stable_lower=tuple(v(c) for c in stable),
         v_max=tuple(v_with_pool(kbar, sizes).tolist()),
         v_reference=reference_value(kbar, sizes),
         lengthscale_bracket=bracket,

@@ -19,6 +19,7 @@ who used d = 8 autoencoder codes for MNIST and CIFAR-10.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -296,6 +297,14 @@ def _leaky() -> nn.Module:
     return nn.LeakyReLU(0.2)
 
 
+def _mlp(*widths: int) -> nn.Sequential:
+    """Linear layers through ``widths`` with LeakyReLU(0.2) between them."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in itertools.pairwise(widths):
+        layers += [nn.Linear(n_in, n_out), _leaky()]
+    return nn.Sequential(*layers[:-1])
+
+
 class AutoencoderModule(pl.LightningModule):
     """Small autoencoder of cgm.md §4: conv for images, MLP for vectors.
 
@@ -373,20 +382,8 @@ class AutoencoderModule(pl.LightningModule):
         )
 
     def _build_mlp(self, n_in: int, d: int) -> None:
-        self.encoder = nn.Sequential(
-            nn.Linear(n_in, 128),
-            _leaky(),
-            nn.Linear(128, 64),
-            _leaky(),
-            nn.Linear(64, d),
-        )
-        self.decoder = nn.Sequential(
-            nn.Linear(d, 64),
-            _leaky(),
-            nn.Linear(64, 128),
-            _leaky(),
-            nn.Linear(128, n_in),
-        )
+        self.encoder = _mlp(n_in, 128, 64, d)
+        self.decoder = _mlp(d, 64, 128, n_in)
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Re-draw every weight and bias from ``generator`` (PyTorch's default scheme).

@@ -181,6 +181,24 @@ def check_chunk_size(chunk_size: int) -> None:
         raise ValueError(f"Argument `chunk_size` must be >= 1, got {chunk_size!r}")
 
 
+def squared_distance_tile(
+    xa: Tensor, yb: Tensor, xa_sq: Tensor, yb_sq: Tensor
+) -> Tensor:
+    """Tile max(‖x‖² + ‖y‖² − 2x·y, 0) of squared distances, one allocation.
+
+    Args:
+        xa: (r, d) centred rows.
+        yb: (c, d) centred columns, same dtype and device.
+        xa_sq: (r,) squared norms of ``xa``.
+        yb_sq: (c,) squared norms of ``yb``.
+
+    Returns:
+        (r, c) squared distances in the dtype of the inputs.
+    """
+    tile = xa @ yb.T
+    return tile.mul_(-2.0).add_(xa_sq[:, None]).add_(yb_sq[None, :]).clamp_min_(0.0)
+
+
 def kernel_tile(
     xa: Tensor, yb: Tensor, inv_two_l2: float, xa_sq: Tensor, yb_sq: Tensor
 ) -> Tensor:
@@ -196,9 +214,7 @@ def kernel_tile(
     Returns:
         (r, c) kernel values in the dtype of the inputs.
     """
-    tile = xa @ yb.T
-    tile.mul_(-2.0).add_(xa_sq[:, None]).add_(yb_sq[None, :]).clamp_min_(0.0)
-    return tile.mul_(-inv_two_l2).exp_()
+    return squared_distance_tile(xa, yb, xa_sq, yb_sq).mul_(-inv_two_l2).exp_()
 
 
 def kernel_row_sums(
@@ -319,6 +335,36 @@ def check_blocks(blocks: Sequence[NDArray], name: str = "blocks") -> list[NDArra
     return arrays
 
 
+def centred_reference(
+    blocks: Sequence[NDArray],
+    device: str,
+    kernel_precision: str,
+    name: str = "blocks",
+) -> tuple[list[int], Tensor, Tensor]:
+    """T = the concatenated blocks centred on its mean, on the device (cgm.md §5.4).
+
+    Args:
+        blocks: B arrays of shape (n_a, d) with one d (validated by
+            :func:`check_blocks`).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        kernel_precision: ``"auto"``, ``"float64"`` or ``"float32"``.
+        name: argument name for messages.
+
+    Returns:
+        (sizes, t, t_sq): the block sizes, (n_T, d) centred T in the kernel dtype
+        and its (n_T,) squared row norms.
+
+    Raises:
+        ValueError: on bad blocks, device or precision.
+    """
+    arrays = check_blocks(blocks, name)
+    t = np.concatenate(arrays, axis=0)
+    dev = resolve_device(device)
+    dtype = resolve_precision(kernel_precision, dev)
+    tt = torch.from_numpy(t - t.mean(axis=0)).to(dev, dtype)
+    return [arr.shape[0] for arr in arrays], tt, (tt * tt).sum(1)
+
+
 def block_segments(sizes: Sequence[int], chunk_size: int) -> list[tuple[int, int, int]]:
     """Row ranges (block, start, stop): each block cut into tiles of ≤ chunk_size.
 
@@ -381,14 +427,9 @@ def kernel_block_sums(
     """
     lengthscale = check_lengthscale(lengthscale)
     check_chunk_size(chunk_size)
-    arrays = check_blocks(blocks)
-    sizes = [arr.shape[0] for arr in arrays]
-    n_blocks = len(arrays)
-    t = np.concatenate(arrays, axis=0)
-    dev = resolve_device(device)
-    dtype = resolve_precision(kernel_precision, dev)
-    tt = torch.from_numpy(t - t.mean(axis=0)).to(dev, dtype)
-    t_sq = (tt * tt).sum(1)
+    sizes, tt, t_sq = centred_reference(blocks, device, kernel_precision)
+    dev = tt.device
+    n_blocks = len(sizes)
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     inv = 1.0 / (2.0 * lengthscale**2)
     n_t = tt.shape[0]
@@ -399,8 +440,7 @@ def kernel_block_sums(
     for a, r0, r1 in tqdm(segments, disable=not progress, desc="kernel blocks"):
         xa, xa_sq = tt[r0:r1], t_sq[r0:r1]
         # Self-distances are 0 exactly: zero them before exp so k(x, x) = 1.
-        square = xa @ xa.T
-        square.mul_(-2.0).add_(xa_sq[:, None]).add_(xa_sq[None, :]).clamp_min_(0.0)
+        square = squared_distance_tile(xa, xa, xa_sq, xa_sq)
         square.fill_diagonal_(0.0)
         diagonal[a] += square.mul_(-inv).exp_().sum(dtype=torch.float64)
         for c0 in range(r1, n_t, chunk_size):

@@ -25,11 +25,10 @@ from tqdm import tqdm
 from valuation.coalition import coalition_values_from_sums
 from valuation.kernels import (
     block_segments,
-    check_blocks,
+    centred_reference,
     check_chunk_size,
     check_lengthscale,
-    resolve_device,
-    resolve_precision,
+    squared_distance_tile,
     tile_size,
 )
 
@@ -127,16 +126,13 @@ class SingletonSums:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         check_chunk_size(chunk_size)
-        blocks = check_blocks([*party_features, candidate_features], "features")
-        self.n_parties = len(blocks) - 1
-        self.sizes = np.array([b.shape[0] for b in blocks], dtype=np.int64)
-        t = np.concatenate(blocks, axis=0)
-        dev = resolve_device(device)
-        dtype = resolve_precision(kernel_precision, dev)
-        self._t = torch.from_numpy(t - t.mean(axis=0)).to(dev, dtype)
-        self._t_sq = (self._t * self._t).sum(1)
-        self._dev = dev
-        self._segments = block_segments(self.sizes.tolist(), tile_size(chunk_size, dev))
+        sizes, self._t, self._t_sq = centred_reference(
+            [*party_features, candidate_features], device, kernel_precision, "features"
+        )
+        self.n_parties = len(sizes) - 1
+        self.sizes = np.array(sizes, dtype=np.int64)
+        self._dev = self._t.device
+        self._segments = block_segments(sizes, tile_size(chunk_size, self._dev))
         itemsize = self._t.element_size()
         need = int(self.sizes[:-1].sum()) * self._t.shape[0] * itemsize
         self._cache: list[tuple[int, bool, Tensor]] | None = None
@@ -157,11 +153,10 @@ class SingletonSums:
                 break
             xa, xa_sq = self._t[r0:r1], self._t_sq[r0:r1]
             for b, c0, c1 in self._segments:
-                d2 = xa @ self._t[c0:c1].T
-                d2.mul_(-2.0).add_(xa_sq[:, None]).add_(self._t_sq[None, c0:c1])
+                d2 = squared_distance_tile(xa, self._t[c0:c1], xa_sq, self._t_sq[c0:c1])
                 if r0 == c0:
                     d2.fill_diagonal_(0.0)  # self-distances are 0 exactly
-                yield i, b == i, d2.clamp_min_(0.0)
+                yield i, b == i, d2
 
     def __call__(self, lengthscale: float) -> tuple[NDArray, NDArray]:
         """Unnormalised sums at ℓ.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from data.h5 import POOL_PARTY, POOL_TEST, read_h5
+from data.h5 import CANDIDATES, POOL_PARTY, POOL_TEST, read_h5
 from pipeline import manifest, paths
+from pipeline.config import RunConfig
+from pipeline.errors import UsageError
+from valuation.result import PartyValues
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,84 @@ def read_pool(run_dir: Path) -> Pool:
     data, _ = read_h5(paths.pool_test(run_dir), POOL_TEST)
     inputs["pool_test"] = paths.pool_test(run_dir)
     return Pool(parties, (data["x"], data["y"]), attrs, inputs)
+
+
+@dataclass(frozen=True)
+class RewardInputs:
+    """The verified outputs of the ``gan``, ``value`` and ``reward`` stages.
+
+    Attributes:
+        values: ``value/values.json``.
+        rewards: ``reward/rewards.json``.
+        features: ``party_<i>``, ``candidates`` and ``reference`` of
+            ``value/features.h5``.
+        candidates: ``x`` and ``y`` of ``gan/candidates.h5``.
+        inputs: name -> path of those four files, for the reading stage's manifest.
+    """
+
+    values: PartyValues
+    rewards: dict[str, Any]
+    features: dict[str, NDArray]
+    candidates: dict[str, NDArray]
+    inputs: dict[str, Path]
+
+
+def read_features(run_dir: Path, n_parties: int) -> dict[str, NDArray]:
+    """``party_<i>``, ``candidates`` and ``reference`` from ``value/features.h5``."""
+    names = (*(f"party_{i}" for i in range(n_parties)), "candidates", "reference")
+    data, _ = read_h5(paths.features(run_dir), names=names)
+    return data
+
+
+def read_reward_inputs(run_dir: Path) -> RewardInputs:
+    """Verify the gan, value and reward manifests and read what ``sample`` needs.
+
+    Raises:
+        UsageError: if a manifest is missing or stale, or the candidates and their
+            features disagree in length.
+    """
+    manifest.require(run_dir, "gan", ["candidates"])
+    manifest.require(run_dir, "value", ["features", "values"])
+    manifest.require(run_dir, "reward", ["rewards"])
+    values = PartyValues.from_dict(manifest.read_json(paths.values(run_dir)))
+    rewards = manifest.read_json(paths.rewards(run_dir))
+    feats = read_features(run_dir, values.n_parties)
+    cand, _ = read_h5(paths.candidates(run_dir), CANDIDATES)
+    if len(cand["x"]) != len(feats["candidates"]):
+        raise UsageError(
+            f"{paths.candidates(run_dir)}: {len(cand['x'])} candidates but "
+            f"features.h5 has {len(feats['candidates'])}; rerun `synthreward value`"
+        )
+    inputs = {
+        "candidates": paths.candidates(run_dir),
+        "features": paths.features(run_dir),
+        "values": paths.values(run_dir),
+        "rewards": paths.rewards(run_dir),
+    }
+    return RewardInputs(values, rewards, feats, cand, inputs)
+
+
+def party_seeds(root: np.random.SeedSequence, n_parties: int) -> list[int]:
+    """One 63-bit integer seed per party from ``root.spawn(n_parties)`` (cgm.md §7.1).
+
+    The integers fit an int64 HDF5 attribute; party i's generator is
+    ``np.random.default_rng(seed_i)``.
+    """
+    return [int(q.generate_state(1, np.uint64)[0] >> 1) for q in root.spawn(n_parties)]
+
+
+def sampler_settings(cfg: RunConfig, n_parties: int) -> dict[str, Any]:
+    """Keyword arguments of `rewards.sampling.sample_parties` (cgm.md §7.2, §10).
+
+    From ``[sample]`` and ``[value]``; shared by the sample stage and the β sweep so
+    that both sample with the same kernel precision, tiling and devices.
+    """
+    s, v = cfg.sample, cfg.value
+    workers = min(n_parties, os.cpu_count() or 1) if s.workers == "auto" else s.workers
+    return {
+        "workers": workers,
+        "device": s.device,
+        "kernel_device": v.device,
+        "kernel_precision": v.kernel_precision,
+        "chunk_size": v.chunk_size,
+    }

@@ -13,12 +13,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.h5 import CANDIDATES, read_h5
+from data.h5 import read_h5
 from data.torch_data import PartyDataset
 from pipeline import manifest, paths, report
 from pipeline.config import RunConfig
-from pipeline.stages.common import read_pool
-from pipeline.stages.sample import read_features
+from pipeline.stages.common import (
+    party_seeds,
+    read_pool,
+    read_reward_inputs,
+    sampler_settings,
+)
 from rewards.evaluation import (
     Reference,
     alpha_correlations,
@@ -28,7 +32,6 @@ from rewards.evaluation import (
 )
 from rewards.metrics import pearson_or_none
 from rewards.sampling import candidate_reference_sums, initial_state, sample_parties
-from valuation.result import PartyValues
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +54,10 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     """
     e = cfg.evaluate
     pool = read_pool(run_dir)
-    manifest.require(run_dir, "gan", ["candidates"])
-    manifest.require(run_dir, "value", ["features", "values"])
-    manifest.require(run_dir, "reward", ["rewards"])
+    up = read_reward_inputs(run_dir)
     sample_body = manifest.require(run_dir, "sample")
-    values = PartyValues.from_dict(manifest.read_json(paths.values(run_dir)))
-    rewards = manifest.read_json(paths.rewards(run_dir))
+    values, rewards, feats, cand = up.values, up.rewards, up.features, up.candidates
     n, n_classes = values.n_parties, pool.n_classes
-    feats = read_features(run_dir, n)
-    cand, _ = read_h5(paths.candidates(run_dir), CANDIDATES)
     n_t = len(feats["reference"])
     ref = Reference(feats["reference"], values.lengthscale, values.v_reference * n_t**2)
     kw = {"chunk_size": cfg.value.chunk_size, "device": cfg.value.device}
@@ -126,7 +124,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             paths.evaluate_file(run_dir, "report.json"), body
         )
     }
-    outputs.update(report.write_figures(run_dir, body, feats, cand, pool, n_classes))
+    outputs.update(report.write_figures(run_dir, body, cand, pool, n_classes, values))
     times = {
         s: manifest.read_json(paths.manifest(run_dir, s))["wall_time_s"]
         for s in ("pool", "gan", "value", "reward", "sample")
@@ -137,10 +135,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     inputs = {
         **pool.inputs,
         **{k: run_dir / v["path"] for k, v in sample_body["outputs"].items()},
-        "candidates": paths.candidates(run_dir),
-        "features": paths.features(run_dir),
-        "values": paths.values(run_dir),
-        "rewards": paths.rewards(run_dir),
+        **up.inputs,
     }
     manifest.finish(
         run_dir,
@@ -164,7 +159,13 @@ def _beta_sweep(cfg, feats, cand_y, values, rewards, ref, pool, kw, progress) ->
     parties = [feats[f"party_{i}"] for i in range(n)]
     root = manifest.stage_seed(cfg.seed, "evaluate")
     per_beta, n_rew, mmd = [], [], []
-    kernel = {"center": feats["reference"].mean(0), "device": cfg.value.device}
+    settings = sampler_settings(cfg, n)
+    kernel = {
+        "center": feats["reference"].mean(0),
+        "device": settings["kernel_device"],
+        "kernel_precision": settings["kernel_precision"],
+        "chunk_size": settings["chunk_size"],
+    }
     t = candidate_reference_sums(  # once for every β (cgm.md §8.3)
         feats["candidates"], feats["reference"], values.lengthscale, **kernel
     )
@@ -174,7 +175,7 @@ def _beta_sweep(cfg, feats, cand_y, values, rewards, ref, pool, kw, progress) ->
         for x in parties
     ]  # fmt: skip
     for beta, ss in zip(betas, root.spawn(len(betas)), strict=True):
-        seeds = [int(q.generate_state(1, np.uint64)[0] >> 1) for q in ss.spawn(n)]
+        seeds = party_seeds(ss, n)
         results = sample_parties(
             parties,
             feats["candidates"],
@@ -183,11 +184,10 @@ def _beta_sweep(cfg, feats, cand_y, values, rewards, ref, pool, kw, progress) ->
             rewards["reward_values"],
             inv_temp=beta,
             seeds=seeds,
-            workers=min(n, 2),
-            kernel_device=cfg.value.device,
             progress=progress,
             t=t,
             states=states,
+            **settings,
         )
         rows = []
         for i, res in enumerate(results):

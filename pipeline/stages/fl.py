@@ -4,30 +4,30 @@ Reads the pool's party files and test set, keeps the pool's parties (``fl.split 
 "pool"``) or re-splits the training pool (``uniform``, ``powerlaw``,
 ``classimbalance``, through `data.splits.split_indices`), and runs CGSV (one run per
 β) with the FedAvg and Standalone baselines in lock-step on one batch-order table
-(`rewards.federated.simulate`, Xu et al., NeurIPS 2021). Writes ``fl/rounds.csv``
-(streamed), ``fl/summary.json``, ``fl/sv_check.csv`` (cgsv.md §8, when
+(`rewards.federated.simulate`, Xu et al., NeurIPS 2021). Writes ``fl/rounds.csv``,
+``fl/summary.json``, ``fl/sv_check.csv`` (cgsv.md §8, when
 ``fl.sv_check``), the plots of cgsv.md §7 and ``fl/manifest.json`` last.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
-import os
-import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from data.splits import split_indices
 from pipeline import manifest, paths
 from pipeline.config import FlConfig, RunConfig
 from pipeline.errors import UsageError
+from pipeline.figures import save_figure
 from pipeline.stages.common import Pool, read_pool
 from rewards.classifiers import Preprocessor, build_classifier, resolve_classifier_kind
 from rewards.federated import ROUND_COLUMNS, batch_order_table, simulate
@@ -100,7 +100,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     pool = read_pool(run_dir)
     split_ss, order_ss, _cffl_ss, sv_ss = manifest.stage_seed(cfg.seed, "fl").spawn(4)
     parties = _fl_parties(f, pool, split_ss)
-    x_pool = np.concatenate([x for x, _ in pool.parties])
+    x_pool, _ = pool.pooled
     kind = _model_kind(f, tuple(x_pool.shape[1:]))
     lr = AUTO_LR[kind] if f.lr == "auto" else f.lr
     lr_decay = AUTO_LR_DECAY[kind] if f.lr_decay == "auto" else f.lr_decay
@@ -115,30 +115,30 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     logger.info(
         "fl: %s model, lr %g, decay %g, party sizes %s", kind, lr, lr_decay, sizes
     )
-    beta = list(f.beta) if isinstance(f.beta, tuple) else f.beta
     rows: list[dict[str, Any]] = []
-    with _CsvStream(paths.fl_file(run_dir, "rounds.csv")) as stream:
-        result = simulate(
-            model,
-            data,
-            test,
-            rounds=f.rounds,
-            local_epochs=f.local_epochs,
-            batch_size=f.batch_size,
-            lr=lr,
-            lr_decay=lr_decay,
-            gamma=f.gamma,
-            alpha=f.alpha,
-            beta=beta,
-            aggregator=f.aggregator,
-            baselines=f.baselines,  # type: ignore[arg-type]
-            eval_every=f.eval_every,
-            orders=orders,
-            device=f.device,
-            on_round=lambda row: (rows.append(row), stream.write(row)),
-            progress=progress,
-        )
-    outputs = {"rounds": paths.fl_file(run_dir, "rounds.csv")}
+    result = simulate(
+        model,
+        data,
+        test,
+        rounds=f.rounds,
+        local_epochs=f.local_epochs,
+        batch_size=f.batch_size,
+        lr=lr,
+        lr_decay=lr_decay,
+        gamma=f.gamma,
+        alpha=f.alpha,
+        beta=f.beta,
+        aggregator=f.aggregator,
+        baselines=f.baselines,  # type: ignore[arg-type]
+        eval_every=f.eval_every,
+        orders=orders,
+        device=f.device,
+        on_round=rows.append,
+        progress=progress,
+    )
+    outputs = {
+        "rounds": _write_csv(paths.fl_file(run_dir, "rounds.csv"), rows, ROUND_COLUMNS)
+    }
     sv_rows = None
     if f.sv_check:
         sv_rows = [
@@ -146,7 +146,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             for r in sv_check(trials=f.sv_trials, seed=sv_ss, progress=progress)
         ]
         outputs["sv_check"] = _write_csv(
-            paths.fl_file(run_dir, "sv_check.csv"), sv_rows
+            paths.fl_file(run_dir, "sv_check.csv"), sv_rows, list(sv_rows[0])
         )
     seed = {
         "root": cfg.seed,
@@ -206,51 +206,16 @@ def _finite(obj: Any) -> Any:
     return None if isinstance(obj, float) and math.isnan(obj) else obj
 
 
-class _CsvStream:
-    """A CSV written row by row to a temp file, renamed on success (STYLE §5)."""
-
-    def __init__(
-        self, path: Path, columns: list[str] | tuple[str, ...] = ROUND_COLUMNS
-    ):
-        self.path = path
-        self.columns = list(columns)
-
-    def __enter__(self) -> _CsvStream:
-        fd, self.tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        self.file = os.fdopen(fd, "w", newline="", encoding="utf-8")
-        self.writer = csv.DictWriter(self.file, fieldnames=self.columns)
-        self.writer.writeheader()
-        return self
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow(row)
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.file.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            Path(self.tmp).unlink(missing_ok=True)
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    with _CsvStream(path, list(rows[0])) as stream:
-        for row in rows:
-            stream.write(row)
-    return path
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> Path:
+    """Write ``rows`` as CSV through `manifest.atomic_write_text` (STYLE §5)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows(rows)
+    return manifest.atomic_write_text(path, buf.getvalue())
 
 
 # --- Plots (cgsv.md §7) --------------------------------------------------------
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    FigureCanvasAgg(fig)
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
 
 
 def _series(rows: list[dict[str, Any]], method: str, beta: Any, key: str) -> dict:
@@ -264,6 +229,23 @@ def _series(rows: list[dict[str, Any]], method: str, beta: Any, key: str) -> dic
 def _plots(
     run_dir: Path, rows: list[dict[str, Any]], body: dict, sv_rows: list | None
 ) -> dict[str, Path]:
+    """Write the figures of cgsv.md §7 that apply to this run."""
+    figures = {
+        "accuracy": _accuracy_figure(rows, body),
+        "r_q": _r_q_figure(rows, body["cgsv"]),
+    }
+    if body["standalone"] is not None:
+        figures["fairness"] = _fairness_figure(body)
+    if sv_rows:
+        figures["sv_check"] = _sv_check_figure(sv_rows)
+    return {
+        f"{name}_png": save_figure(fig, paths.fl_file(run_dir, f"{name}.png"))
+        for name, fig in figures.items()
+    }
+
+
+def _accuracy_figure(rows: list[dict[str, Any]], body: dict) -> Figure:
+    """Per-party test accuracy by round, one panel per method, Standalone dashed."""
     methods = [("cgsv", c["beta"]) for c in body["cgsv"]]
     if body["fedavg"] is not None:
         methods.append(("fedavg", None))
@@ -277,54 +259,67 @@ def _plots(
                 ax.plot(
                     *zip(*standalone[party], strict=True), ls="--", c=line.get_color()
                 )
-        ax.set(title=method + ("" if beta is None else f" β={beta}"), xlabel="round")
-        ax.set_ylabel("test accuracy (Standalone dashed)")
+        ax.set(
+            title=method + ("" if beta is None else f" β={beta}"),
+            xlabel="round",
+            ylabel="test accuracy (Standalone dashed)",
+        )
         ax.legend(fontsize=7)
-    out = {"accuracy_png": _save(fig, paths.fl_file(run_dir, "accuracy.png"))}
-    fig = Figure(figsize=(10, 3.5 * len(body["cgsv"])))
-    for k, c in enumerate(body["cgsv"]):
+    return fig
+
+
+def _r_q_figure(rows: list[dict[str, Any]], cgsv: list[dict]) -> Figure:
+    """The importance r and fraction q per party by round, one row per β."""
+    fig = Figure(figsize=(10, 3.5 * len(cgsv)))
+    for k, c in enumerate(cgsv):
         for j, key in enumerate(("r", "q")):
-            ax = fig.add_subplot(len(body["cgsv"]), 2, 2 * k + j + 1)
+            ax = fig.add_subplot(len(cgsv), 2, 2 * k + j + 1)
             for party, pts in sorted(_series(rows, "cgsv", c["beta"], key).items()):
                 ax.plot(*zip(*pts, strict=True), label=f"party {party}")
             ax.set(title=f"{key} (β={c['beta']})", xlabel="round", ylabel=key)
             ax.legend(fontsize=7)
-    out["r_q_png"] = _save(fig, paths.fl_file(run_dir, "r_q.png"))
-    if body["standalone"] is not None:
-        fig = Figure(figsize=(5, 4))
-        ax = fig.add_subplot()
-        sa = body["standalone"]["test_acc"]
-        finals = [
-            (f"cgsv β={c['beta']}", c["test_acc"], c["fairness"]) for c in body["cgsv"]
-        ]
-        if body["fedavg"] is not None:
-            fa = body["fedavg"]
-            finals.append(("fedavg", fa["test_acc"], fa["fairness"]))
-        for name, acc, fair in finals:
-            ax.scatter(sa, acc, label=f"{name} (Pearson {_fmt(fair)})")
-        ax.set(xlabel="Standalone test accuracy", ylabel="final test accuracy")
+    return fig
+
+
+def _fairness_figure(body: dict) -> Figure:
+    """Standalone against final test accuracy, per method, with its Pearson."""
+    finals = [
+        (f"cgsv β={c['beta']}", c["test_acc"], c["fairness"]) for c in body["cgsv"]
+    ]
+    if body["fedavg"] is not None:
+        fa = body["fedavg"]
+        finals.append(("fedavg", fa["test_acc"], fa["fairness"]))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.add_subplot()
+    for name, acc, fair in finals:
+        ax.scatter(
+            body["standalone"]["test_acc"], acc, label=f"{name} (Pearson {_fmt(fair)})"
+        )
+    ax.set(xlabel="Standalone test accuracy", ylabel="final test accuracy")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _sv_check_figure(sv_rows: list[dict[str, Any]]) -> Figure:
+    """L1 of ψ and of Monte Carlo to the exact Shapley value: N sweep, d sweep (§8)."""
+    n_sweep = [r for r in sv_rows if r["dim"] == 1000]
+    d_sweep = [r for r in sv_rows if r["n_parties"] == 10 and r["dim"] != 1000]
+    fig = Figure(figsize=(10, 4))
+    for k, (sweep, x_key, scale) in enumerate(
+        ((n_sweep, "n_parties", "linear"), (d_sweep, "dim", "log"))
+    ):
+        ax = fig.add_subplot(1, 2, k + 1)
+        for est, label in (("psi", "CGSV ψ"), ("mc", "Monte Carlo")):
+            ax.errorbar(
+                [r[x_key] for r in sweep],
+                [r[f"{est}_l1_mean"] for r in sweep],
+                yerr=[r[f"{est}_l1_std"] for r in sweep],
+                marker="o",
+                label=label,
+            )
+        ax.set(xlabel=x_key, ylabel="L1 to exact Shapley", xscale=scale)
         ax.legend(fontsize=7)
-        out["fairness_png"] = _save(fig, paths.fl_file(run_dir, "fairness.png"))
-    if sv_rows:
-        fig = Figure(figsize=(10, 4))
-        n_sweep = [r for r in sv_rows if r["dim"] == 1000]
-        d_sweep = [r for r in sv_rows if r["n_parties"] == 10 and r["dim"] != 1000]
-        for k, (sweep, x_key, scale) in enumerate(
-            ((n_sweep, "n_parties", "linear"), (d_sweep, "dim", "log"))
-        ):
-            ax = fig.add_subplot(1, 2, k + 1)
-            for est in ("psi", "mc"):
-                ax.errorbar(
-                    [r[x_key] for r in sweep],
-                    [r[f"{est}_l1_mean"] for r in sweep],
-                    yerr=[r[f"{est}_l1_std"] for r in sweep],
-                    marker="o",
-                    label="CGSV ψ" if est == "psi" else "Monte Carlo",
-                )
-            ax.set(xlabel=x_key, ylabel="L1 to exact Shapley", xscale=scale)
-            ax.legend(fontsize=7)
-        out["sv_check_png"] = _save(fig, paths.fl_file(run_dir, "sv_check.png"))
-    return out
+    return fig
 
 
 def _fmt(v: float | None) -> str:

@@ -29,10 +29,9 @@ from pipeline.stages.common import read_pool
 from rewards.classifiers import (
     Preprocessor,
     accuracy,
-    build_classifier,
+    fit_classifier,
     penultimate_features,
     predict,
-    train_classifier,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,16 +86,6 @@ def _read_candidates_file(cfg: RunConfig, shape: tuple[int, ...], n_classes: int
     return x, y
 
 
-def fit_classifier(
-    x: np.ndarray, y: np.ndarray, n_classes: int, *, epochs: int, seed: int
-) -> tuple[torch.nn.Module, Preprocessor]:
-    """Train the quality/evaluation classifier (cnn for 28×28 images, else mlp)."""
-    pre = Preprocessor.fit("auto", x)
-    model = build_classifier(pre.kind, x.shape[1:], n_classes, seed=seed)
-    train_classifier(model, pre.transform(x), y, epochs=epochs, seed=seed)
-    return model, pre
-
-
 def measure_quality(
     real: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
@@ -113,9 +102,7 @@ def measure_quality(
         "real_test_acc": accuracy(model, pre.transform(test[0]), test[1]),
         "label_agreement": float(np.mean(predict(model, pre.transform(xc)) == yc)),
     }
-    pre_s = Preprocessor.fit("auto", xc)
-    tstr = build_classifier(pre_s.kind, xc.shape[1:], n_classes, seed=seed + 1)
-    train_classifier(tstr, pre_s.transform(xc), yc, epochs=epochs, seed=seed + 1)
+    tstr, pre_s = fit_classifier(xc, yc, n_classes, epochs=epochs, seed=seed + 1)
     q["tstr_acc"] = accuracy(tstr, pre_s.transform(test[0]), test[1])
 
     def feature_fn(xb: torch.Tensor) -> torch.Tensor:

@@ -13,18 +13,17 @@ import csv
 import dataclasses
 import io
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from data.adult import FairData, load_adult, synthetic_fair
 from pipeline import manifest, paths
 from pipeline.config import NashConfig, RunConfig
 from pipeline.errors import UsageError
+from pipeline.figures import save_figure
 from rewards.fairmeta import EpochMetrics, TrainSettings, auto_settings, run_methods
 from rewards.fairmeta import summarise as summarise_methods
 
@@ -125,14 +124,6 @@ def metrics_table(rows: list[EpochMetrics], groups: tuple[str, ...]) -> str:
     return buf.getvalue()
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    FigureCanvasAgg(fig)
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
-
-
 def _seed_mean(rows: list[EpochMetrics], method: str, value: Any) -> tuple:
     mine = [r for r in rows if r.method == method]
     epochs = sorted({r.epoch for r in mine})
@@ -155,7 +146,7 @@ def figures(out_dir: Path, rows: list[EpochMetrics], t_bar: int) -> dict[str, Pa
         ax.axvline(t_bar + 0.5, color="grey", linestyle=":")
         ax.set(title=f"{title} test AUC (seed mean)", xlabel="epoch")
     axes[0].legend(fontsize=8)
-    out = {"auc_png": _save(fig, out_dir / "auc.png")}
+    out = {"auc_png": save_figure(fig, out_dir / "auc.png")}
     fig = Figure(figsize=(5, 4))
     ax = fig.subplots()
     for m in methods:
@@ -164,7 +155,7 @@ def figures(out_dir: Path, rows: list[EpochMetrics], t_bar: int) -> dict[str, Pa
     ax.axvline(t_bar + 0.5, color="grey", linestyle=":")
     ax.set(title="conflict rate (seed mean)", xlabel="epoch", ylim=(-0.05, 1.05))
     ax.legend(fontsize=8)
-    out["conflict_png"] = _save(fig, out_dir / "conflict.png")
+    out["conflict_png"] = save_figure(fig, out_dir / "conflict.png")
     return out
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
-from rewards.allocation import InfeasibleRewardError, fixed_rho, solve_rho
+from rewards.allocation import fixed_rho, solve_rho
 from valuation.result import PartyValues
 
 logger = logging.getLogger(__name__)
@@ -44,9 +44,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             allocation = solve_rho(*args, condition=r.condition)
         else:
             allocation = fixed_rho(*args, r.rho, condition=r.condition)
-    except InfeasibleRewardError as e:
-        raise UsageError(f"reward: {e}") from e
-    except ValueError as e:
+    except ValueError as e:  # InfeasibleRewardError included
         raise UsageError(f"reward: {e}") from e
     t0 = manifest.begin(run_dir, "reward")
     logger.info(

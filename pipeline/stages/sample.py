@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
-from data.h5 import CANDIDATES, read_h5, write_h5
+from data.h5 import write_h5
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
-from pipeline.errors import UsageError
+from pipeline.stages.common import party_seeds, read_reward_inputs, sampler_settings
 from rewards.sampling import SamplingResult, sample_parties
 from valuation.result import PartyValues
 
@@ -35,17 +34,9 @@ def sample_seeds(cfg: RunConfig, n_parties: int) -> list[int]:
     root = (
         manifest.stage_seed(cfg.seed, "sample")
         if s == "auto"
-        else (np.random.SeedSequence(s))
+        else np.random.SeedSequence(s)
     )
-    # 63-bit integers fit the int64 HDF5 attribute
-    return [int(q.generate_state(1, np.uint64)[0] >> 1) for q in root.spawn(n_parties)]
-
-
-def read_features(run_dir: Path, n_parties: int) -> dict[str, np.ndarray]:
-    """``party_<i>``, ``candidates`` and ``reference`` from ``value/features.h5``."""
-    names = (*(f"party_{i}" for i in range(n_parties)), "candidates", "reference")
-    data, _ = read_h5(paths.features(run_dir), names=names)
-    return data
+    return party_seeds(root, n_parties)
 
 
 def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, Path]:
@@ -63,21 +54,10 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         UsageError: on a missing or stale upstream stage.
     """
     s = cfg.sample
-    manifest.require(run_dir, "gan", ["candidates"])
-    manifest.require(run_dir, "value", ["features", "values"])
-    manifest.require(run_dir, "reward", ["rewards"])
-    values = PartyValues.from_dict(manifest.read_json(paths.values(run_dir)))
-    rewards = manifest.read_json(paths.rewards(run_dir))
+    up = read_reward_inputs(run_dir)
+    values, rewards, feats, cand = up.values, up.rewards, up.features, up.candidates
     n = values.n_parties
-    feats = read_features(run_dir, n)
-    cand, _ = read_h5(paths.candidates(run_dir), CANDIDATES)
-    if len(cand["x"]) != len(feats["candidates"]):
-        raise UsageError(
-            f"{paths.candidates(run_dir)}: {len(cand['x'])} candidates but "
-            f"features.h5 has {len(feats['candidates'])}; rerun `synthreward value`"
-        )
     seeds = sample_seeds(cfg, n)
-    workers = min(n, os.cpu_count() or 1) if s.workers == "auto" else s.workers
     t0 = manifest.begin(run_dir, "sample")
     results = sample_parties(
         [feats[f"party_{i}"] for i in range(n)],
@@ -87,12 +67,8 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         rewards["reward_values"],
         inv_temp=s.inv_temp,
         seeds=seeds,
-        workers=workers,
-        device=s.device,
-        kernel_device=cfg.value.device,
-        kernel_precision=cfg.value.kernel_precision,
-        chunk_size=cfg.value.chunk_size,
         progress=progress,
+        **sampler_settings(cfg, n),
     )
     outputs = {}
     for i, res in enumerate(results):
@@ -128,12 +104,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             "sample_seed": s.seed,
             "party_seeds": seeds,
         },
-        inputs={
-            "candidates": paths.candidates(run_dir),
-            "features": paths.features(run_dir),
-            "values": paths.values(run_dir),
-            "rewards": paths.rewards(run_dir),
-        },
+        inputs=up.inputs,
         outputs=outputs,
         started=t0,
         metrics={"parties": summary},

@@ -21,7 +21,7 @@ from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.stages.common import read_pool
 from valuation.api import value_parties
-from valuation.features import AutoencoderMap, PcaMap, fit_feature_map
+from valuation.features import AutoencoderMap, PcaMap, featurise
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,10 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         )
     seed = manifest.stage_int_seed(cfg.seed, "value")
     t0 = manifest.begin(run_dir, "value")
-    x_fit = np.concatenate([*party_x, cand["x"]])
     pl.seed_everything(seed, workers=True)
-    fmap = fit_feature_map(
-        x_fit,
+    fmap, party_f, cand_f = featurise(
+        party_x,
+        cand["x"],
         v.features,
         feature_dim=v.feature_dim,
         ae_epochs=v.ae_epochs,
@@ -66,8 +66,6 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         device=v.device,
         progress=progress,
     )
-    party_f = [fmap.transform(x) for x in party_x]
-    cand_f = fmap.transform(cand["x"])
     try:
         values = value_parties(
             party_f,

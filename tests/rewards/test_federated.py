@@ -195,11 +195,16 @@ def test_one_cgsv_round_by_hand():
     assert strategy.round == 1
 
 
+def _two_party_strategy(**kwargs):
+    """Two parties, one 2-entry layer, Γ = 1, α = 0.5, β = 1, E = 1."""
+    return GradientRewardStrategy(
+        torch.zeros(2), [2], 2, gamma=1.0, alpha=0.5, beta=1.0, local_epochs=1, **kwargs
+    )
+
+
 def test_second_round_weights_are_previous_r():
     # Prepare
-    strategy = GradientRewardStrategy(
-        torch.zeros(2), [2], 2, gamma=1.0, alpha=0.5, beta=1.0, local_epochs=1
-    )
+    strategy = _two_party_strategy()
     ups = [(0, torch.tensor([1.0, 0.0]), 1), (1, torch.tensor([0.0, 1.0]), 3)]
     # Execute
     first = strategy.aggregate_round(0, ups)
@@ -211,16 +216,7 @@ def test_second_round_weights_are_previous_r():
 
 def test_fedavg_aggregator_keeps_size_weights():
     # Prepare
-    strategy = GradientRewardStrategy(
-        torch.zeros(2),
-        [2],
-        2,
-        gamma=1.0,
-        alpha=0.5,
-        beta=1.0,
-        local_epochs=1,
-        aggregator="fedavg",
-    )
+    strategy = _two_party_strategy(aggregator="fedavg")
     ups = [(0, torch.tensor([1.0, 0.0]), 1), (1, torch.tensor([0.0, 1.0]), 3)]
     # Execute
     results = [strategy.aggregate_round(t, ups) for t in range(3)]
@@ -240,13 +236,8 @@ def test_nash_aggregator_with_stub_solver():
         success = False
 
     ups = [(0, torch.tensor([1.0, 0.0]), 1), (1, torch.tensor([0.0, 1.0]), 1)]
-    kwargs = {"gamma": 1.0, "alpha": 0.5, "beta": 1.0, "local_epochs": 1}
-    ok = GradientRewardStrategy(
-        torch.zeros(2), [2], 2, aggregator="nash", nbs=lambda g: Ok(), **kwargs
-    )
-    fail = GradientRewardStrategy(
-        torch.zeros(2), [2], 2, aggregator="nash", nbs=lambda g: Fail(), **kwargs
-    )
+    ok = _two_party_strategy(aggregator="nash", nbs=lambda g: Ok())
+    fail = _two_party_strategy(aggregator="nash", nbs=lambda g: Fail())
     # Execute
     res_ok = ok.aggregate_round(0, ups)
     res_fail = fail.aggregate_round(0, ups)
@@ -260,16 +251,7 @@ def test_nash_aggregator_with_stub_solver():
 
 def test_rewards_travel_in_next_config():
     # Prepare: the Flower mode of cgsv.md §9
-    strategy = GradientRewardStrategy(
-        torch.zeros(2),
-        [2],
-        2,
-        gamma=1.0,
-        alpha=0.5,
-        beta=1.0,
-        local_epochs=1,
-        deliver_rewards_in_config=True,
-    )
+    strategy = _two_party_strategy(deliver_rewards_in_config=True)
     ups = [(0, torch.tensor([1.0, 0.0]), 1), (1, torch.tensor([0.0, 1.0]), 1)]
     # Execute
     first = strategy.configure_round(0)

@@ -92,29 +92,16 @@ def test_permutation_mode(seed: int, seed_alt: int) -> None:
     parties, pool = _gmm_parties(seed, 4)
     exact = value_parties(parties, pool, lengthscale=0.3)
     # Execute
-    a = value_parties(
-        parties,
-        pool,
-        lengthscale=0.3,
-        shapley="permutation",
-        n_permutations=3000,
-        seed=seed,
-    )
-    b = value_parties(
-        parties,
-        pool,
-        lengthscale=0.3,
-        shapley="permutation",
-        n_permutations=3000,
-        seed=seed,
-    )
-    c = value_parties(
-        parties,
-        pool,
-        lengthscale=0.3,
-        shapley="permutation",
-        n_permutations=3000,
-        seed=seed_alt,
+    a, b, c = (
+        value_parties(
+            parties,
+            pool,
+            lengthscale=0.3,
+            shapley="permutation",
+            n_permutations=3000,
+            seed=s,
+        )
+        for s in (seed, seed, seed_alt)
     )
     # Assert: seed pairs; within 5 standard errors of exact (fixed seed).
     assert a == b
