@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -461,3 +462,164 @@ def test_simulate_refuses_one_party():
             alpha=0.5,
             beta=1.0,
         )
+
+
+# --- whole loop against a literal, per-layer implementation --------------------
+
+
+def _naive_train(model, opt, x, y, order_t, batch_size):
+    """E epochs of per-mini-batch SGD in the order of the shared table."""
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for order in order_t:
+        for start in range(0, len(order), batch_size):
+            idx = torch.as_tensor(order[start : start + batch_size])
+            opt.zero_grad()
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+
+
+def _naive_cgsv(init, data, orders, rounds, *, lr, decay, gamma, alpha, beta, bs):
+    """cgsv.md §2 written the reference's way: per-layer lists, one model per party."""
+    n = len(data)
+    models = [copy.deepcopy(init) for _ in range(n)]
+    opts = [torch.optim.SGD(m.parameters(), lr=lr) for m in models]
+    scheds = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=decay) for o in opts]
+    sizes = torch.tensor([len(y) for _, y in data], dtype=torch.float64)
+    r = torch.zeros(n, dtype=torch.float64)
+    history = []
+    for t in range(rounds):
+        uploads = []
+        for i, (x, y) in enumerate(data):
+            old = [p.detach().clone() for p in models[i].parameters()]
+            _naive_train(models[i], opts[i], x, y, orders[i][t], bs)
+            delta = [
+                p.detach() - o for p, o in zip(models[i].parameters(), old, strict=True)
+            ]
+            with torch.no_grad():
+                for p, o in zip(models[i].parameters(), old, strict=True):
+                    p.copy_(o)
+            scheds[i].step()
+            norm = torch.cat([d.reshape(-1) for d in delta]).norm() + 1e-7
+            uploads.append([gamma * d / norm for d in delta])
+        w = sizes / sizes.sum() if t == 0 else r
+        n_layers = len(uploads[0])
+        agg = [
+            sum(float(w[i]) * uploads[i][k] for i in range(n)) for k in range(n_layers)
+        ]
+        flat_agg = torch.cat([a.reshape(-1) for a in agg]).double()
+        psi = torch.stack(
+            [
+                torch.nn.functional.cosine_similarity(
+                    torch.cat([u.reshape(-1) for u in up]).double(), flat_agg, 0, 1e-10
+                )
+                for up in uploads
+            ]
+        )
+        r = torch.clamp(alpha * r + (1 - alpha) * psi, min=1e-3)
+        r = r / r.sum()
+        q = torch.tanh(beta * r) / torch.tanh(beta * r).max()
+        for i in range(n):
+            with torch.no_grad():
+                for p, layer in zip(models[i].parameters(), agg, strict=True):
+                    flat = layer.reshape(-1).abs()
+                    k = min(math.ceil(len(flat) * float(q[i])), max(len(flat) - 1, 1))
+                    tau = torch.topk(flat, k).values[-1]
+                    p += torch.where(layer.abs() >= tau, layer, torch.zeros_like(layer))
+        history.append((psi.numpy(), r.numpy(), q.numpy()))
+    return models, history
+
+
+def test_simulate_matches_reference_style_loop(seed):
+    # Prepare: 3 parties, 4 rounds, 2 local epochs; the same batch-order table
+    parties, test = _tiny_data(seed)
+    init = _model()
+    orders = batch_order_table([20, 30, 40], 4, 2, seed=seed)
+    hyper = {"lr": 0.05, "decay": 0.9, "gamma": 0.5, "alpha": 0.8, "beta": 1.0}
+    rows = []
+    data = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in parties]
+    # Execute
+    summary = simulate(
+        init,
+        parties,
+        test,
+        rounds=4,
+        local_epochs=2,
+        batch_size=8,
+        lr=hyper["lr"],
+        lr_decay=hyper["decay"],
+        gamma=hyper["gamma"],
+        alpha=hyper["alpha"],
+        beta=hyper["beta"],
+        baselines=(),
+        orders=orders,
+        on_round=rows.append,
+    )
+    models, history = _naive_cgsv(init, data, orders, 4, bs=8, **hyper)
+    # Assert: ψ, r, q of every round, and the final party models' accuracies
+    for t, (psi, r, q) in enumerate(history):
+        got = [row for row in rows if row["round"] == t]
+        np.testing.assert_allclose([g["psi"] for g in got], psi, rtol=0, atol=1e-6)
+        np.testing.assert_allclose([g["r"] for g in got], r, rtol=0, atol=1e-6)
+        np.testing.assert_allclose([g["q"] for g in got], q, rtol=0, atol=1e-6)
+    x_test, y_test = (torch.as_tensor(a) for a in test)
+    with torch.no_grad():
+        naive_acc = [
+            int((m(x_test).argmax(1) == y_test).sum()) / len(y_test) for m in models
+        ]
+    assert summary.cgsv[0].test_acc == pytest.approx(naive_acc, abs=1e-12)
+
+
+def test_fedavg_and_standalone_match_literal_loops(seed):
+    # Prepare: the baselines of cgsv.md §6 written out, on the same batch orders
+    parties, test = _tiny_data(seed)
+    init = _model()
+    orders = batch_order_table([20, 30, 40], 3, 2, seed=seed)
+    data = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in parties]
+    x_test, y_test = (torch.as_tensor(a) for a in test)
+
+    def acc(model):
+        with torch.no_grad():
+            return int((model(x_test).argmax(1) == y_test).sum()) / len(y_test)
+
+    fed = [copy.deepcopy(init) for _ in data]
+    alone = [copy.deepcopy(init) for _ in data]
+    optims = {id(m): torch.optim.SGD(m.parameters(), lr=0.05) for m in fed + alone}
+    scheds = [
+        torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9) for o in optims.values()
+    ]
+    global_model = copy.deepcopy(init)
+    weights = [20 / 90, 30 / 90, 40 / 90]
+    # Execute
+    summary = simulate(
+        init,
+        parties,
+        test,
+        rounds=3,
+        local_epochs=2,
+        batch_size=8,
+        lr=0.05,
+        lr_decay=0.9,
+        gamma=0.5,
+        alpha=0.9,
+        beta=1.0,
+        orders=orders,
+    )
+    for t in range(3):
+        for i, (x, y) in enumerate(data):
+            fed[i].load_state_dict(global_model.state_dict())
+            _naive_train(fed[i], optims[id(fed[i])], x, y, orders[i][t], 8)
+            _naive_train(alone[i], optims[id(alone[i])], x, y, orders[i][t], 8)
+        with torch.no_grad():
+            for k, p in enumerate(global_model.parameters()):
+                p.copy_(
+                    sum(
+                        w * list(m.parameters())[k]
+                        for w, m in zip(weights, fed, strict=True)
+                    )
+                )
+        for s in scheds:
+            s.step()
+    # Assert
+    assert summary.standalone["test_acc"] == pytest.approx([acc(m) for m in alone])
+    assert summary.fedavg["test_acc"] == pytest.approx([acc(m) for m in fed])
+    assert summary.fedavg["global_acc"] == pytest.approx(acc(global_model))
