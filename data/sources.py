@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from data.h5 import read_xy_file
+from data.seeding import Seed
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,6 @@ SourceName = Literal["mnist5k", "digits", "breast_cancer", "gmm"]
 BUILTIN_SOURCES: tuple[str, ...] = ("mnist5k", "digits", "breast_cancer", "gmm")
 GMM_COMPONENTS = 5
 GMM_VAR = 1.0 / 200.0
-
-Seed = int | np.random.Generator | np.random.SeedSequence | None
 
 
 @dataclass(frozen=True)

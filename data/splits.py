@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from data.seeding import Seed
+
 logger = logging.getLogger(__name__)
 
 SplitKind = Literal[
@@ -30,7 +32,6 @@ SPLITS: tuple[str, ...] = (
     "classimbalance",
     "dirichlet",
 )
-Seed = int | np.random.Generator | np.random.SeedSequence | None
 
 # Class-proportion matrices in thousandths (rows: parties, columns: classes), so the
 # allocation n_ij = ⌊p_ij·P⌋ is exact integer arithmetic.

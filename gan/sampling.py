@@ -18,11 +18,11 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from tqdm import tqdm
 
+from data.seeding import Seed
 from gan.module import GANModule, check_int
 
 logger = logging.getLogger(__name__)
 
-Seed = int | np.random.Generator | np.random.SeedSequence | None
 _DECIMALS = 9
 
 

@@ -38,6 +38,7 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from data.seeding import Seed
 from rewards.classifiers import accuracy, check_no_buffers
 from rewards.gradient import (
     COSINE_EPS,
@@ -56,7 +57,6 @@ from valuation.kernels import resolve_device
 
 logger = logging.getLogger(__name__)
 
-Seed = int | np.random.Generator | np.random.SeedSequence | None
 Baseline = Literal["standalone", "fedavg"]
 
 #: Columns of ``fl/rounds.csv`` in order (cgsv.md §7).

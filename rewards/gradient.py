@@ -34,6 +34,7 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from data.seeding import Seed
 from rewards.metrics import pearson_or_none
 from valuation.shapley import exact_shapley
 
@@ -49,7 +50,6 @@ IMPORTANCE_FLOOR = 1e-3
 MAX_COSINE_GAME_PARTIES = 20
 
 AggregatorKind = Literal["cgsv", "fedavg", "nash"]
-Seed = int | np.random.Generator | np.random.SeedSequence | None
 #: ``nbs(G)`` of nash.md §2 for G = U (N, D) float64. Either a tuple ``(alpha, info)``
 #: with ``alpha = None`` on failure, or an object with ``alpha`` and ``success``.
 NbsSolver = Callable[[NDArray[np.float64]], Any]

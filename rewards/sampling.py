@@ -28,6 +28,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from tqdm import tqdm
 
+from data.seeding import Seed
+
 if TYPE_CHECKING:
     import torch
 
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 StopReason = Literal["target", "stall", "exhausted"]
-Seed = int | np.random.Generator | np.random.SeedSequence | None
 
 # Stall limit L = ceil(0.1·n_G) (cgm.md §7.1, the reference code's patience).
 _STALL_FRACTION = 0.1

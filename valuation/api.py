@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from data.seeding import Seed
 from valuation.coalition import (
     coalition_key,
     coalition_values_from_blocks,
@@ -33,7 +34,7 @@ from valuation.kernels import (
 )
 from valuation.lengthscale import DEFAULT_CACHE_BYTES, find_lengthscale
 from valuation.result import PartyValues
-from valuation.shapley import Seed, exact_shapley, permutation_shapley
+from valuation.shapley import exact_shapley, permutation_shapley
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from data.seeding import Seed
 from valuation.coalition import (
     MAX_BITMASK_PARTIES,
     check_block_sums,
@@ -32,7 +33,6 @@ from valuation.coalition import (
 logger = logging.getLogger(__name__)
 
 #: Anything :func:`numpy.random.default_rng` accepts (STYLE §6).
-Seed = int | np.random.Generator | np.random.SeedSequence | None
 
 #: Relative tolerance of the efficiency check Σφ = v(N) − v(∅) (cgm.md §5.5).
 EFFICIENCY_RTOL = 1e-9
