@@ -2,12 +2,10 @@
 
 Formatting only, no math: everything drawn is read from a `ContractResult`. Figures are
 built on `matplotlib.figure.Figure` with the Agg canvas, so no pyplot state or global
-backend is touched, and written as PNG to the paths given.
+backend is touched, and returned: the ``contract`` stage saves them.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -15,7 +13,7 @@ from matplotlib.figure import Figure
 
 from rewards.contract import ContractResult
 
-__all__ = ["plot_contract", "plot_contributions", "plot_menu", "plot_rewards"]
+__all__ = ["plot_contributions", "plot_menu", "plot_rewards"]
 
 _DPI = 120
 _LOG_AXIS_RATIO = 20.0  # use a log m-axis when contributions span more than this
@@ -34,12 +32,14 @@ def _colors(n: int) -> list[tuple[float, float, float, float]]:
     return [cmap(x) for x in np.linspace(0.0, 0.85, n)]
 
 
-def plot_menu(result: ContractResult, path: str | os.PathLike[str]) -> None:
+def plot_menu(result: ContractResult) -> Figure:
     """``menu.png``: v(a(m)), reservation and isoprofit lines, contracts, t̄ (§4).
 
     Args:
         result: the solved contract.
-        path: where to write the PNG.
+
+    Returns:
+        The figure (the caller saves it).
     """
     acc, v_scale = result.accuracy, result.value_scale
     m_all = np.concatenate([result.m, result.m_res[result.m_res > 0]])
@@ -78,15 +78,17 @@ def plot_menu(result: ContractResult, path: str | os.PathLike[str]) -> None:
         fontsize=9,
     )
     ax.legend(fontsize=8, loc="lower right")
-    fig.savefig(path)
+    return fig
 
 
-def plot_rewards(result: ContractResult, path: str | os.PathLike[str]) -> None:
+def plot_rewards(result: ContractResult) -> Figure:
     """``rewards.png``: the distribution of v(r_i(n)) under W_i, one row per type (§3).
 
     Args:
         result: the solved contract.
-        path: where to write the PNG.
+
+    Returns:
+        The figure (the caller saves it).
     """
     present = (result.outcomes >= 1).T
     values = result.value_scale * result.rewards
@@ -113,15 +115,17 @@ def plot_rewards(result: ContractResult, path: str | os.PathLike[str]) -> None:
         ax.legend(fontsize=8, loc="upper left")
     axes[-1].set_xlabel("realised reward value v(r_i(n))")
     fig.suptitle("Realised reward distributions (weights W_i)", fontsize=10)
-    fig.savefig(path)
+    return fig
 
 
-def plot_contributions(result: ContractResult, path: str | os.PathLike[str]) -> None:
+def plot_contributions(result: ContractResult) -> Figure:
     """``contributions.png``: m_i^res (alone) against the incentivised m_i (§4).
 
     Args:
         result: the solved contract.
-        path: where to write the PNG.
+
+    Returns:
+        The figure (the caller saves it).
     """
     idx = np.arange(result.n_types)
     width = 0.38
@@ -148,24 +152,4 @@ def plot_contributions(result: ContractResult, path: str | os.PathLike[str]) -> 
     ax.set_ylabel("data points")
     ax.set_title("Contributions without and with collaboration", fontsize=10)
     ax.legend(fontsize=8)
-    fig.savefig(path)
-
-
-def plot_contract(
-    result: ContractResult,
-    *,
-    menu_path: str | os.PathLike[str],
-    rewards_path: str | os.PathLike[str],
-    contributions_path: str | os.PathLike[str],
-) -> None:
-    """Write ``menu.png``, ``rewards.png`` and ``contributions.png`` (contract.md §4).
-
-    Args:
-        result: the solved contract.
-        menu_path: path of the menu figure.
-        rewards_path: path of the reward-distribution figure.
-        contributions_path: path of the contributions figure.
-    """
-    plot_menu(result, menu_path)
-    plot_rewards(result, rewards_path)
-    plot_contributions(result, contributions_path)
+    return fig

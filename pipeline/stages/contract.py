@@ -11,14 +11,16 @@ model for any n; IR and IC for every type) and writes ``contract/contract.json``
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from pipeline import manifest, paths
 from pipeline.config import ContractConfig, RunConfig
 from pipeline.errors import UsageError
+from pipeline.figures import save_figure
 from rewards.contract import ContractResult, make_accuracy, solve_contract
 from rewards.contract_accuracy import AccuracyModel
 from rewards.contract_plots import plot_contributions, plot_menu, plot_rewards
@@ -27,7 +29,7 @@ from rewards.contract_rewards import RewardVerification, verify_rewards
 logger = logging.getLogger(__name__)
 
 TABLES = ("contract",)
-PLOTS: dict[str, Callable[[ContractResult, str | os.PathLike[str]], None]] = {
+PLOTS: dict[str, Callable[[ContractResult], Figure]] = {
     "menu": plot_menu,
     "rewards": plot_rewards,
     "contributions": plot_contributions,
@@ -71,21 +73,6 @@ def contract_body(
     body["verification"] = verification.to_dict()
     body["success"] = result.success and verification.holds
     return body
-
-
-def _write_plot(
-    draw: Callable[[ContractResult, str | os.PathLike[str]], None],
-    result: ContractResult,
-    path: Path,
-) -> Path:
-    """Draw to a temp PNG in the same folder, then ``os.replace`` (atomic)."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        draw(result, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, Path]:
@@ -157,7 +144,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     }
     for name, draw in PLOTS.items():
         path = paths.stage_file(run_dir, "contract", f"{name}.png")
-        outputs[name] = _write_plot(draw, result, path)
+        outputs[name] = save_figure(draw(result), path)
     manifest.finish(
         run_dir,
         "contract",

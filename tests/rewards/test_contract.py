@@ -21,7 +21,7 @@ from rewards.contract import (
     solve_contract,
 )
 from rewards.contract_complete_info import joint_sizes_complete_info
-from rewards.contract_plots import plot_contract
+from rewards.contract_plots import plot_contributions, plot_menu, plot_rewards
 from rewards.contract_primitives import (
     conditional_weights,
     count_outcomes,
@@ -609,24 +609,18 @@ def test_to_dict_is_json_ready_and_complete():
     assert without.to_dict()["complete_info"] is None
 
 
-def test_plots_are_written(tmp_path):
+def test_plots_are_drawn():
     # Prepare
     res = solve_contract(
         SCENARIOS["scenario1"]["c"], [0.2] * 5, 10, complete_info=False
     )
-    paths = {k: tmp_path / f"{k}.png" for k in ("menu", "rewards", "contributions")}
 
     # Execute
-    plot_contract(
-        res,
-        menu_path=paths["menu"],
-        rewards_path=paths["rewards"],
-        contributions_path=paths["contributions"],
-    )
+    figures = [plot(res) for plot in (plot_menu, plot_rewards, plot_contributions)]
 
-    # Assert
-    for path in paths.values():
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Assert: one panel for the menu and contributions, one row per type for rewards
+    assert [len(f.axes) for f in figures] == [1, res.n_types, 1]
+    assert all(ax.has_data() for f in figures for ax in f.axes)
 
 
 # ------------------------------------------------------------ bad input
