@@ -71,14 +71,27 @@ def test_adult_validation_blocks_and_standardisation(adult_sex):
     assert np.all((female > 0) == (d.s_train == 0))
 
 
-def test_adult_race_split():
+def test_adult_race_split(caplog):
+    # Prepare: the cells (2·race + label) and which are too small for 146 test rows
+    cols = adult.read_adult()
+    race = np.asarray(cols[adult.SENSITIVE_COLUMN["race"]]).astype(str)
+    _, s = np.unique(race, return_inverse=True)
+    y = np.asarray(cols[adult.LABEL_COLUMN]).astype(str) == adult.POSITIVE_LABEL
+    cell_sizes = np.bincount(2 * s + y, minlength=10)
+    small = {k for k in range(10) if cell_sizes[k] - 3 < 146}
     # Execute
-    d = load_adult("race", seed=1)
-    # Assert: 5 groups, 30 validation and 146 × 10 test rows, drawn with replacement
-    # only where a cell is too small
+    with caplog.at_level("INFO", logger="data.adult"):
+        d = load_adult("race", seed=1)
+    # Assert: 5 groups, 3 × 10 validation and 146 × 10 test rows, drawn with
+    # replacement exactly in the cells too small for them
+    replaced = {
+        r.args[0] for r in caplog.records if "with replacement" in r.getMessage()
+    }
     assert d.n_groups == 5
     assert d.x_val.shape[0] == 30
     assert d.x_test.shape[0] == 1460
+    assert small
+    assert replaced == small
     assert d.x_train.shape[0] + d.x_val.shape[0] <= 48842
 
 
