@@ -86,11 +86,15 @@ def write_figures(
         fig, paths.evaluate_file(run_dir, "value_traces.png")
     )
 
+    reward_idx = {
+        i: _reward_dataset(run_dir, i, "candidate_index")
+        for i in (r["party"] for r in rows)
+    }
     fig = Figure(figsize=(2.2 * len(rows), 2.6))
     for k, r in enumerate(rows):
         ax = fig.add_subplot(1, len(rows), k + 1)
         own = np.bincount(pool.parties[r["party"]][1], minlength=n_classes)
-        idx = _reward_dataset(run_dir, r["party"], "candidate_index")
+        idx = reward_idx[r["party"]]
         rew = np.bincount(cand["y"][idx], minlength=n_classes)
         ax.bar(np.arange(n_classes), own, label="own")
         ax.bar(np.arange(n_classes), rew, bottom=own, label="reward")
@@ -102,7 +106,7 @@ def write_figures(
 
     for r in rows:
         i = r["party"]
-        idx = _reward_dataset(run_dir, i, "candidate_index")
+        idx = reward_idx[i]
         path = paths.evaluate_file(run_dir, f"samples_party_{i}.png")
         tmp = path.with_name(f".{path.name}.tmp")
         with tmp.open("wb") as f:

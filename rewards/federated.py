@@ -52,7 +52,7 @@ from rewards.gradient import (
     reward_fractions,
     update_importance,
 )
-from rewards.metrics import fairness, performance
+from rewards.metrics import fairness, performance, reward_fairness
 from valuation.kernels import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ ROUND_COLUMNS: tuple[str, ...] = (
 )
 #: Goal of cgsv.md §7: CGSV's median round is < 10 % slower than FedAvg's.
 OVERHEAD_GOAL = 0.10
+#: warn when more than this fraction of a party's Δ_i is exactly 0 (float32 underflow)
+UNDERFLOW_WARN_FRACTION = 0.5
 #: Rows per forward pass in test evaluation: small batches keep the cnn's activations
 #: in cache (about 1.7× faster than 1024 on one CPU thread).
 EVAL_BATCH = 64
@@ -328,6 +330,7 @@ class FLParty:
         )
         self._loss = nn.CrossEntropyLoss()
         self.last_normalise_s = 0.0
+        self._warned_underflow = False
 
     @property
     def n_samples(self) -> int:
@@ -390,11 +393,35 @@ class FLParty:
         self.train_local(int(config["round"]), int(config["local_epochs"]))
         delta = self.flat() - old
         assign_parameters(self.model, old)
+        self._warn_underflow(delta, int(config["round"]))
         self.scheduler.step()
         t0 = time.perf_counter()
         upload = normalise_update(delta, float(config["gamma"]))
         self.last_normalise_s = time.perf_counter() - t0
         return upload, self.n_samples
+
+    def _warn_underflow(self, delta: Tensor, round: int) -> None:
+        """Warn once when most of Δ_i is exactly 0: SGD steps below float32 resolution.
+
+        With the per-round decay of cgsv.md §3.2 the learning rate keeps shrinking, and
+        once lr·grad falls under half an ulp of θ most entries stop moving. The upload
+        is rescaled to norm Γ regardless, so from then on it is mostly rounding, and ψ
+        and r follow noise.
+        """
+        if self._warned_underflow:
+            return
+        zero = float((delta == 0).sum()) / max(delta.numel(), 1)
+        if zero > UNDERFLOW_WARN_FRACTION:
+            self._warned_underflow = True
+            logger.warning(
+                "party %d, round %d: %.0f%% of its update's entries are exactly 0 at "
+                "lr %.3g (steps below float32 resolution); its uploads are now mostly "
+                "rounding, so psi and r follow noise from here on",
+                self.party_id,
+                round,
+                100 * zero,
+                self.scheduler.get_last_lr()[0],
+            )
 
     def apply_reward(self, reward: Tensor) -> None:
         """θ_i ← θ_i + g_i (cgsv.md §2 step 8): the party adds only its reward.
@@ -694,12 +721,18 @@ class FedAvgStrategy:
 
 @dataclass(frozen=True)
 class CgsvRun:
-    """Final results of one CGSV run (one β), the ``cgsv`` entries of summary.json."""
+    """Final results of one CGSV run (one β), the ``cgsv`` entries of summary.json.
+
+    ``reward_fairness`` = Pearson(acc^SA, final r) is our addition to cgsv.md §7: it
+    asks whether the *allocation* follows contribution, which the accuracy-based
+    ``fairness`` cannot resolve when the rewarded models differ by a few test rows.
+    """
 
     beta: float
     test_acc: list[float]
     server_acc: float
     fairness: float | None
+    reward_fairness: float | None
     performance: float
     final_r: list[float]
     final_q: list[float]
@@ -1131,6 +1164,9 @@ def simulate(
                 test_acc=accs,
                 server_acc=server_acc,
                 fairness=fairness(sa_acc, accs) if sa_acc is not None else None,
+                reward_fairness=(
+                    reward_fairness(sa_acc, strategy.r) if sa_acc is not None else None
+                ),
                 performance=performance(accs),
                 final_r=strategy.r.tolist(),
                 final_q=reward_fractions(strategy.r, strategy.beta).tolist(),

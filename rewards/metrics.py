@@ -89,6 +89,31 @@ def fairness(acc_standalone: ArrayLike, acc_method: ArrayLike) -> float | None:
     return pearson_or_none(acc_standalone, acc_method)
 
 
+def reward_fairness(acc_standalone: ArrayLike, importance: ArrayLike) -> float | None:
+    """Allocation fairness: Pearson(acc^SA, r) over the parties (our addition).
+
+    cgsv.md §7 measures fairness on the final accuracies of the rewarded models. When
+    per-layer top-k keeps nearly all of u_N's norm, those models differ by a few test
+    rows and the Pearson is noise; the importance r (which sets each party's share
+    q_i) shows whether the *allocation* follows contribution.
+
+    Args:
+        acc_standalone: (N,) final test accuracies of the Standalone models.
+        importance: (N,) final CGSV importance coefficients r.
+
+    Returns:
+        The correlation, or ``None`` (with a warning) when undefined.
+
+    Raises:
+        ValueError: on non-finite input or unequal lengths.
+
+    Example:
+        >>> round(reward_fairness([0.5, 0.6, 0.7], [0.1, 0.3, 0.6]), 4)
+        0.9934
+    """
+    return pearson_or_none(acc_standalone, importance)
+
+
 def performance(acc_method: ArrayLike) -> float:
     """Performance: the best party's final accuracy, max_i acc_i (cgsv.md §7).
 

@@ -173,9 +173,11 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     outputs.update(_plots(run_dir, rows, body, sv_rows))
     for run_ in body["cgsv"]:
         logger.info(
-            "cgsv beta %s: fairness %s, performance %.4f, server %.4f",
+            "cgsv beta %s: fairness %s, reward fairness %s, performance %.4f, "
+            "server %.4f",
             run_["beta"],
             run_["fairness"],
+            run_["reward_fairness"],
             run_["performance"],
             run_["server_acc"],
         )
@@ -190,6 +192,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         started=t0,
         metrics={
             "cgsv_fairness": [r["fairness"] for r in body["cgsv"]],
+            "cgsv_reward_fairness": [r["reward_fairness"] for r in body["cgsv"]],
             "fedavg_fairness": (body["fedavg"] or {}).get("fairness"),
             "overhead": body["timing"]["overhead"],
         },

@@ -125,6 +125,23 @@ def test_scheduler_steps_once_per_round(seed):
     assert party.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)
 
 
+def test_underflowing_updates_warn_once(seed, caplog):
+    # Prepare: lr 1e-12 moves almost no float32 parameter (steps < half an ulp)
+    parties, _ = _tiny_data(seed)
+    orders = batch_order_table([20], 2, 1, seed=seed)[0]
+    tiny = _party(_model(), parties[0], orders, lr=1e-12, decay=1.0)
+    normal = _party(_model(), parties[0], orders, party_id=1)
+    # Execute
+    with caplog.at_level("WARNING", logger="rewards.federated"):
+        for t in range(2):
+            tiny.fit({"round": t, "local_epochs": 1, "gamma": 0.5})
+            normal.fit({"round": t, "local_epochs": 1, "gamma": 0.5})
+    # Assert: one warning, for the tiny-lr party, at round 0
+    warned = [r.getMessage() for r in caplog.records if "float32" in r.getMessage()]
+    assert len(warned) == 1
+    assert warned[0].startswith("party 0, round 0:")
+
+
 def test_one_step_per_minibatch(seed):
     # Prepare: 20 rows, B = 8 → 3 steps per epoch (8, 8, 4)
     parties, _ = _tiny_data(seed)
@@ -376,6 +393,9 @@ def test_simulate_tiny_run_rows_and_summary(seed):
     assert all(r["psi"] is None and r["server_acc"] is None for r in sa)
     assert summary.party_sizes == [20, 30, 40]
     assert [c.beta for c in summary.cgsv] == [1.0, 1e7]
+    for c in summary.cgsv:  # allocation fairness: Pearson(standalone acc, final r)
+        expected = np.corrcoef(summary.standalone["test_acc"], c.final_r)[0, 1]
+        assert c.reward_fairness == pytest.approx(expected, abs=1e-12)
     assert summary.timing.cgsv_round_s > 0
 
 
