@@ -40,6 +40,10 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+#: problem families; each (seed, K, family) gets its own generator
+KINDS = ("feasible", "ill-conditioned", "conflicting")
+
+
 def _problem(rng: np.random.Generator, k: int, dim: int, kind: str) -> np.ndarray:
     if kind == "feasible":
         return rng.normal(0.5, 1.0, size=(k, dim))
@@ -68,7 +72,7 @@ def time_problem(g: np.ndarray, repeats: int) -> tuple[float, int, bool]:
 
 
 def run_k(k: int, kind: str, args: argparse.Namespace) -> dict:
-    rng = np.random.default_rng([args.seed, k, kind == "feasible"])
+    rng = np.random.default_rng([args.seed, k, KINDS.index(kind)])
     times, its, fails = [], [], 0
     for _ in range(args.problems):
         t, it, ok = time_problem(_problem(rng, k, args.dim, kind), args.repeats)
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| K | problems | median µs/call | p90 µs/call | mean it | max it | fails |")
     print("|---|---|---|---|---|---|---|")
     for k in args.ks:
-        for kind in ("feasible", "ill-conditioned", "conflicting"):
+        for kind in KINDS:
             row = run_k(k, kind, args)
             print(
                 f"| {k} | {kind} | {row['median_us']:.0f} | {row['p90_us']:.0f} | "
