@@ -273,7 +273,7 @@ def _accuracy_figure(rows: list[dict[str, Any]], body: dict) -> Figure:
 
 def _r_q_figure(rows: list[dict[str, Any]], cgsv: list[dict]) -> Figure:
     """The importance r and fraction q per party by round, one row per β."""
-    fig = Figure(figsize=(10, 3.5 * len(cgsv)))
+    fig = Figure(figsize=(10, 3.5 * len(cgsv)), layout="constrained")
     for k, c in enumerate(cgsv):
         for j, key in enumerate(("r", "q")):
             ax = fig.add_subplot(len(cgsv), 2, 2 * k + j + 1)
