@@ -45,7 +45,11 @@ def fairness_table(rows: list[dict[str, str]], every: int) -> list[str]:
     Returns:
         The table's lines, header first.
     """
-    evaluated = sorted({int(r["round"]) for r in rows if r["test_acc"]})
+    by_round: dict[int, list[dict[str, str]]] = {}
+    for r in rows:
+        if r["test_acc"]:
+            by_round.setdefault(int(r["round"]), []).append(r)
+    evaluated = sorted(by_round)
     last = evaluated[-1]
     betas = sorted({float(r["beta"]) for r in rows if r["method"] == "cgsv"})
     head = ["round", "FedAvg fair"]
@@ -53,7 +57,7 @@ def fairness_table(rows: list[dict[str, str]], every: int) -> list[str]:
         head += [f"β={b:g} fair", f"β={b:g} r-fair", f"β={b:g} acc span", "dens"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for t in (t for t in evaluated if t % every == 0 or t == last):
-        at = [r for r in rows if int(r["round"]) == t]
+        at = by_round[t]
         sa = [float(r["test_acc"]) for r in at if r["method"] == "standalone"]
         fa = [float(r["test_acc"]) for r in at if r["method"] == "fedavg"]
         cells = [str(t), _fmt(pearson_or_none(sa, fa)) if fa else "–"]

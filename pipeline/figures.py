@@ -16,6 +16,8 @@ from matplotlib.figure import Figure
 def save_figure(fig: Figure, path: Path) -> Path:
     """Render ``fig`` on the Agg canvas to a PNG: a temp file, then renamed.
 
+    A failed render leaves neither the temp file nor a partial ``path``.
+
     Args:
         fig: a matplotlib `Figure` built with the object API (no pyplot).
         path: the PNG to write (110 dpi, tight bounding box).
@@ -25,6 +27,9 @@ def save_figure(fig: Figure, path: Path) -> Path:
     """
     tmp = path.with_name(f".{path.name}.tmp")
     FigureCanvasAgg(fig)
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

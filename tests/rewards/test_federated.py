@@ -549,86 +549,54 @@ def _naive_cgsv(init, data, orders, rounds, *, lr, decay, gamma, alpha, beta, bs
     return models, history
 
 
+def _test_acc(model, test):
+    """Accuracy of ``model`` on ``test`` as a count over n (as the evaluator counts)."""
+    x, y = (torch.as_tensor(a) for a in test)
+    with torch.no_grad():
+        return int((model(x).argmax(1) == y).sum()) / len(y)
+
+
 def test_simulate_matches_reference_style_loop(seed):
-    # Prepare: 3 parties, 4 rounds, 2 local epochs; the same batch-order table
-    parties, test = _tiny_data(seed)
-    init = _model()
-    orders = batch_order_table([20, 30, 40], 4, 2, seed=seed)
-    hyper = {"lr": 0.05, "decay": 0.9, "gamma": 0.5, "alpha": 0.8, "beta": 1.0}
-    rows = []
+    # Prepare: `_simulate`'s data and θ_0, 4 rounds, 2 local epochs, one order table
+    parties, test = _tiny_data(0)
     data = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in parties]
+    orders = batch_order_table([20, 30, 40], 4, 2, seed=seed)
+    hyper = {"lr": 0.05, "decay": 0.97, "gamma": 0.5, "alpha": 0.8, "beta": 1.0}
     # Execute
-    summary = simulate(
-        init,
-        parties,
-        test,
-        rounds=4,
-        local_epochs=2,
-        batch_size=8,
-        lr=hyper["lr"],
-        lr_decay=hyper["decay"],
-        gamma=hyper["gamma"],
-        alpha=hyper["alpha"],
-        beta=hyper["beta"],
-        baselines=(),
-        orders=orders,
-        on_round=rows.append,
+    summary, rows = _simulate(
+        seed, rounds=4, alpha=0.8, beta=1.0, baselines=(), orders=orders
     )
-    models, history = _naive_cgsv(init, data, orders, 4, bs=8, **hyper)
+    models, history = _naive_cgsv(_model(), data, orders, 4, bs=8, **hyper)
     # Assert: ψ, r, q of every round, and the final party models' accuracies
     for t, (psi, r, q) in enumerate(history):
         got = [row for row in rows if row["round"] == t]
         np.testing.assert_allclose([g["psi"] for g in got], psi, rtol=0, atol=1e-6)
         np.testing.assert_allclose([g["r"] for g in got], r, rtol=0, atol=1e-6)
         np.testing.assert_allclose([g["q"] for g in got], q, rtol=0, atol=1e-6)
-    x_test, y_test = (torch.as_tensor(a) for a in test)
-    with torch.no_grad():
-        naive_acc = [
-            int((m(x_test).argmax(1) == y_test).sum()) / len(y_test) for m in models
-        ]
+    naive_acc = [_test_acc(m, test) for m in models]
     assert summary.cgsv[0].test_acc == pytest.approx(naive_acc, abs=1e-12)
 
 
 def test_fedavg_and_standalone_match_literal_loops(seed):
-    # Prepare: the baselines of cgsv.md §6 written out, on the same batch orders
-    parties, test = _tiny_data(seed)
-    init = _model()
-    orders = batch_order_table([20, 30, 40], 3, 2, seed=seed)
+    # Prepare: the baselines of cgsv.md §6 written out on `_simulate`'s data and θ_0
+    parties, test = _tiny_data(0)
     data = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in parties]
-    x_test, y_test = (torch.as_tensor(a) for a in test)
-
-    def acc(model):
-        with torch.no_grad():
-            return int((model(x_test).argmax(1) == y_test).sum()) / len(y_test)
-
+    orders = batch_order_table([20, 30, 40], 3, 2, seed=seed)
+    init = _model()
     fed = [copy.deepcopy(init) for _ in data]
     alone = [copy.deepcopy(init) for _ in data]
-    optims = {id(m): torch.optim.SGD(m.parameters(), lr=0.05) for m in fed + alone}
-    scheds = [
-        torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9) for o in optims.values()
-    ]
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05) for m in fed + alone]
+    scheds = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.97) for o in opts]
     global_model = copy.deepcopy(init)
     weights = [20 / 90, 30 / 90, 40 / 90]
+    n = len(data)
     # Execute
-    summary = simulate(
-        init,
-        parties,
-        test,
-        rounds=3,
-        local_epochs=2,
-        batch_size=8,
-        lr=0.05,
-        lr_decay=0.9,
-        gamma=0.5,
-        alpha=0.9,
-        beta=1.0,
-        orders=orders,
-    )
+    summary, _ = _simulate(seed, beta=1.0, orders=orders)
     for t in range(3):
         for i, (x, y) in enumerate(data):
             fed[i].load_state_dict(global_model.state_dict())
-            _naive_train(fed[i], optims[id(fed[i])], x, y, orders[i][t], 8)
-            _naive_train(alone[i], optims[id(alone[i])], x, y, orders[i][t], 8)
+            _naive_train(fed[i], opts[i], x, y, orders[i][t], 8)
+            _naive_train(alone[i], opts[n + i], x, y, orders[i][t], 8)
         with torch.no_grad():
             for k, p in enumerate(global_model.parameters()):
                 p.copy_(
@@ -637,9 +605,13 @@ def test_fedavg_and_standalone_match_literal_loops(seed):
                         for w, m in zip(weights, fed, strict=True)
                     )
                 )
-        for s in scheds:
-            s.step()
+        for sched in scheds:
+            sched.step()
     # Assert
-    assert summary.standalone["test_acc"] == pytest.approx([acc(m) for m in alone])
-    assert summary.fedavg["test_acc"] == pytest.approx([acc(m) for m in fed])
-    assert summary.fedavg["global_acc"] == pytest.approx(acc(global_model))
+    assert summary.standalone["test_acc"] == pytest.approx(
+        [_test_acc(m, test) for m in alone]
+    )
+    assert summary.fedavg["test_acc"] == pytest.approx(
+        [_test_acc(m, test) for m in fed]
+    )
+    assert summary.fedavg["global_acc"] == pytest.approx(_test_acc(global_model, test))
