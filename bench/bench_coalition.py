@@ -1,6 +1,6 @@
 """Benchmark: all 2^n coalition values from one block-sum pass vs. direct recomputation.
 
-cgm.md §5.4: one chunked pass over T × T (upper block triangle) gives the block-sum
+docs/cgm.md §5.4: one chunked pass over T × T (upper block triangle) gives the block-sum
 matrix; all 2^n − 1 coalition values then follow by array arithmetic. This script
 times, for n parties:
 

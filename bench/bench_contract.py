@@ -1,4 +1,4 @@
-"""Time the contract solver on the scenarios of contract.md §5.
+"""Time the contract solver on the scenarios of docs/contract.md §5.
 
 Run with one thread, e.g.
 
@@ -29,7 +29,7 @@ import scipy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rewards.contract import solve_contract
+from rewards.contract.solve import solve_contract
 
 SCENARIOS = {
     "1 all would train alone": [0.2, 0.16, 0.12, 0.08, 0.04],

@@ -1,4 +1,4 @@
-"""Time the conditional GAN of cgm.md §3 on real data and draw its sample grid.
+"""Time the conditional GAN of docs/cgm.md §3 on real data and draw its sample grid.
 
 Usage (from the repository root):
 

@@ -1,4 +1,4 @@
-"""Time the Nash bargaining solver of nash.md §2 per call, K = 2..10.
+"""Time the Nash bargaining solver of docs/nash.md §2 per call, K = 2..10.
 
 Usage (from the repository root):
 
@@ -7,7 +7,7 @@ Usage (from the repository root):
 
 For every K, ``--problems`` feasible problems G ~ N(0.5, 1) of shape (K, D) are drawn
 (seeded), plus the same number of ill-conditioned ones (pairs g, −0.9g + 0.1ξ as in
-nash.md §2 test 6) and conflicting ones (last row = −sum of the others, so 0 ∈ conv
+docs/nash.md §2 test 6) and conflicting ones (last row = −sum of the others, so 0 ∈ conv
 and the solver must report failure). Each problem is solved ``--repeats`` times; the
 table reports the median time per call (including forming GGᵀ), its 90th percentile
 over problems, the mean and max Newton iterations and the number of failures. Prints a
@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rewards.bargaining import nbs
+from rewards.nash.bargaining import nbs
 
 
 def _cpu_name() -> str:

@@ -1,4 +1,4 @@
-"""CGSV ψ vs the exact Shapley value of the cosine game, and Monte Carlo (cgsv.md §8).
+"""CGSV ψ vs the exact Shapley value of the cosine game, and Monte Carlo (docs/cgsv.md §8).
 
 Usage (from the repository root):
 
@@ -9,9 +9,9 @@ For N = 5..10 at d = 1000 (and d = 2^10..2^15 at N = 10 unless ``--no-d-sweep``)
 each trial draws u_1..u_N i.i.d. N(0, I_d); u_N = Σ u_i; v(S) = cos(Σ_S u_i, u_N).
 ψ_i = cos(u_i, u_N), φ is the exact Shapley value over all 2^N coalitions and φ̄ the
 Monte-Carlo estimate over K = 150 random permutations (all N! when N! ≤ K). All three
-are normalised to sum 1 before comparing (`rewards.gradient.sv_check`). Prints a
+are normalised to sum 1 before comparing (`rewards.cgsv.gradient.sv_check`). Prints a
 markdown table of per-setting means (± std over trials) next to the authors' figures
-(Xu et al., NeurIPS 2021, as quoted in cgsv.md §8), and the acceptance bands.
+(Xu et al., NeurIPS 2021, as quoted in docs/cgsv.md §8), and the acceptance bands.
 Times are CPU seconds per trial (``time.process_time``).
 """
 
@@ -27,13 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rewards.gradient import SV_CHECK_SETTINGS, SvCheckRow, sv_check
+from rewards.cgsv.gradient import SV_CHECK_SETTINGS, SvCheckRow, sv_check
 
 logger = logging.getLogger("bench_sv_check")
 
-#: cgsv.md §8: the authors' published ψ L1 (running means) for N = 5..10.
+#: docs/cgsv.md §8: the authors' published ψ L1 (running means) for N = 5..10.
 PUBLISHED_PSI_L1 = {5: 0.0092, 6: 0.0087, 7: 0.0095, 8: 0.0102, 9: 0.0101, 10: 0.0101}
-#: cgsv.md §8: their running means undone, per setting.
+#: docs/cgsv.md §8: their running means undone, per setting.
 PER_SETTING_PSI_L1_N = {5: 0.009, 6: 0.008, 7: 0.011, 8: 0.012, 9: 0.010, 10: 0.010}
 PER_SETTING_PSI_L1_D = {
     2**10: 0.011,
@@ -43,7 +43,7 @@ PER_SETTING_PSI_L1_D = {
     2**14: 0.003,
     2**15: 0.002,
 }
-#: cgsv.md §8: the authors' MC L1 (running means) for N = 5..10.
+#: docs/cgsv.md §8: the authors' MC L1 (running means) for N = 5..10.
 PUBLISHED_MC_L1 = {5: 0.000, 6: 0.014, 7: 0.025, 8: 0.030, 9: 0.033, 10: 0.036}
 
 
@@ -56,7 +56,7 @@ def _ms(seconds: float) -> str:
 
 
 def _bands(row: SvCheckRow) -> list[str]:
-    """The acceptance bands of cgsv.md §8 that this row misses."""
+    """The acceptance bands of docs/cgsv.md §8 that this row misses."""
     missed = []
     if row.dim == 1000 and not 0.006 <= row.psi_l1_mean <= 0.014:
         missed.append("ψ L1 ∉ [0.006, 0.014]")
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     wall = time.perf_counter() - t0
     sys.stdout.write(
-        f"CGSV ψ vs exact cosine-game Shapley (cgsv.md §8): {args.trials} trials per "
+        f"CGSV ψ vs exact cosine-game Shapley (docs/cgsv.md §8): {args.trials} trials per "
         f"setting, K = {args.permutations}, seed {args.seed}; "
         f"{platform.processor() or platform.machine()}, wall {wall:.1f} s. "
         "Values are sum-1-normalised; mean ± std over trials.\n\n"

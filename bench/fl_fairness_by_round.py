@@ -4,7 +4,7 @@ Usage (from the repository root):
 
     .venv/bin/python bench/fl_fairness_by_round.py runs/RUN/fl/rounds.csv [--every 20]
 
-For each evaluated round t and method it prints (cgsv.md §7, computed at round t
+For each evaluated round t and method it prints (docs/cgsv.md §7, computed at round t
 instead of only at the end):
 
 - ``fair``: Pearson(standalone acc, method acc) over the parties, ``null`` when either

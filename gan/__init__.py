@@ -1,1 +1,1 @@
-"""Conditional GANs trained with PyTorch Lightning (cgm.md §3)."""
+"""Conditional GANs trained with PyTorch Lightning (docs/cgm.md §3)."""

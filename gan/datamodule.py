@@ -1,4 +1,4 @@
-"""The pooled party data as a LightningDataModule for GAN training (cgm.md §3.2).
+"""The pooled party data as a LightningDataModule for GAN training (docs/cgm.md §3.2).
 
 The caller (the ``gan`` stage) reads and concatenates the party files; this module only
 serves the in-memory arrays, shuffled by its own seeded ``torch.Generator`` and with
@@ -68,7 +68,7 @@ def _describe(a: object) -> str:
 
 
 class PooledDataModule(pl.LightningDataModule):
-    """Serve pooled (x, y) arrays in seeded, shuffled batches (cgm.md §3.2).
+    """Serve pooled (x, y) arrays in seeded, shuffled batches (docs/cgm.md §3.2).
 
     Args:
         x: (n, D) or (n, ch, H, W) float32 samples in the data space.

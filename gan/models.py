@@ -1,4 +1,4 @@
-"""Conditional GAN networks of cgm.md §3.1 (Tay et al., AAAI 2022; Radford et al. 2016).
+"""Conditional GAN networks of docs/cgm.md §3.1 (Tay et al., AAAI 2022; Radford et al. 2016).
 
 Two families, both plain ``nn.Module`` and both conditioned on the class label:
 
@@ -24,13 +24,13 @@ from torch import Tensor, nn
 logger = logging.getLogger(__name__)
 
 IMAGE_LATENT_DIM = 100
-"""Latent size of the conditional DCGAN (cgm.md §3.1: z ~ N(0, I_100))."""
+"""Latent size of the conditional DCGAN (docs/cgm.md §3.1: z ~ N(0, I_100))."""
 VECTOR_LATENT_DIM = 16
-"""Latent size of the conditional MLP GAN (cgm.md §3.1: z ~ N(0, I_16))."""
+"""Latent size of the conditional MLP GAN (docs/cgm.md §3.1: z ~ N(0, I_16))."""
 VECTOR_HIDDEN = 128
-"""Hidden width of both MLPs of the vector GAN (cgm.md §3.1)."""
+"""Hidden width of both MLPs of the vector GAN (docs/cgm.md §3.1)."""
 LEAKY_SLOPE = 0.2
-"""Negative slope of every LeakyReLU (cgm.md §3.1)."""
+"""Negative slope of every LeakyReLU (docs/cgm.md §3.1)."""
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -64,7 +64,7 @@ def _onehot(y: Tensor, n_classes: int, dtype: torch.dtype) -> Tensor:
 
 
 class ImageGenerator(nn.Module):
-    """Conditional DCGAN generator G(z, y) → (N, ch, H, W) in [−1, 1] (cgm.md §3.1).
+    """Conditional DCGAN generator G(z, y) → (N, ch, H, W) in [−1, 1] (docs/cgm.md §3.1).
 
     [z ; onehot(y)] → Linear(latent+C → 2w·(H/4)·(W/4)) → BatchNorm1d → ReLU
     → reshape (2w, H/4, W/4) → ConvTranspose2d(2w→w, k4, s2, p1) → BatchNorm2d → ReLU
@@ -117,7 +117,7 @@ class ImageGenerator(nn.Module):
 
 
 class ImageDiscriminator(nn.Module):
-    """Conditional DCGAN discriminator D(x, y) → logit (cgm.md §3.1).
+    """Conditional DCGAN discriminator D(x, y) → logit (docs/cgm.md §3.1).
 
     [x ; C constant label planes] → Conv2d(ch+C→w, k4, s2, p1) → LeakyReLU(0.2)
     → Conv2d(w→2w, k4, s2, p1) → BatchNorm2d → LeakyReLU(0.2) → flatten → Linear(→1).
@@ -162,7 +162,7 @@ class ImageDiscriminator(nn.Module):
 
 
 class VectorGenerator(nn.Module):
-    """Conditional MLP generator G(z, y) → (N, D), standardised space (cgm.md §3.1).
+    """Conditional MLP generator G(z, y) → (N, D), standardised space (docs/cgm.md §3.1).
 
     [z ; onehot(y)] → Linear 128 → LeakyReLU(0.2) → Linear 128 → LeakyReLU(0.2)
     → Linear D.
@@ -210,7 +210,7 @@ class VectorGenerator(nn.Module):
 
 
 class VectorDiscriminator(nn.Module):
-    """Conditional MLP discriminator D(x, y) → logit (cgm.md §3.1).
+    """Conditional MLP discriminator D(x, y) → logit (docs/cgm.md §3.1).
 
     [x ; onehot(y)] → Linear 128 → LeakyReLU(0.2) → Linear 128 → LeakyReLU(0.2)
     → Linear 1.
@@ -256,7 +256,7 @@ _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 def init_weights(net: nn.Module, generator: torch.Generator) -> nn.Module:
-    """DCGAN initialisation (cgm.md §3.1), drawn from ``generator`` only.
+    """DCGAN initialisation (docs/cgm.md §3.1), drawn from ``generator`` only.
 
     Conv/linear weights ~ N(0, 0.02), BatchNorm weights ~ N(1, 0.02), all biases 0,
     BatchNorm running statistics reset. Modules are visited in registration order, so
@@ -295,7 +295,7 @@ def build_networks(
     width: int,
     generator: torch.Generator,
 ) -> tuple[nn.Module, nn.Module]:
-    """Build and initialise (G, D) of cgm.md §3.1 without touching the global RNG.
+    """Build and initialise (G, D) of docs/cgm.md §3.1 without touching the global RNG.
 
     The networks are created on the ``meta`` device (no default initialisation, hence
     no global-RNG draw), materialised on the CPU and initialised by

@@ -1,7 +1,7 @@
-"""The conditional GAN as a LightningModule: cgm.md §3.2 (Tay et al., AAAI 2022).
+"""The conditional GAN as a LightningModule: docs/cgm.md §3.2 (Tay et al., AAAI 2022).
 
 :class:`GANModule` owns the generator and discriminator of ``gan/models.py``, the
-scaling between the data space and the model space (cgm.md §3.1), and the
+scaling between the data space and the model space (docs/cgm.md §3.1), and the
 manual-optimisation training step with the non-saturating generator loss. Its
 hyper-parameters (architecture, latent size, C, sample shape, scaling statistics, class
 frequencies, seed) are saved in every checkpoint, so
@@ -33,14 +33,14 @@ from gan.models import IMAGE_LATENT_DIM, VECTOR_LATENT_DIM, build_networks
 logger = logging.getLogger(__name__)
 
 STD_FLOOR = 1e-8
-"""Floor on the per-feature std of the vector standardisation (cgm.md §3.1)."""
+"""Floor on the per-feature std of the vector standardisation (docs/cgm.md §3.1)."""
 
 _INIT_KEY = 0
 _LATENT_KEY = 1
 
 
 def derive_seed(seed: int, *keys: int) -> int:
-    """A 32-bit torch seed derived by name from ``seed`` and ``keys`` (STYLE §6).
+    """A 32-bit torch seed derived by name from ``seed`` and ``keys`` (docs/interface.md §7).
 
     Args:
         seed: the root seed (≥ 0).
@@ -58,7 +58,7 @@ def derive_seed(seed: int, *keys: int) -> int:
 
 
 def standardisation_stats(x: NDArray) -> tuple[list[float], list[float]]:
-    """Per-feature mean and std (ddof 0, float64) of pooled vectors (cgm.md §3.1).
+    """Per-feature mean and std (ddof 0, float64) of pooled vectors (docs/cgm.md §3.1).
 
     Args:
         x: (n, D) array.
@@ -117,7 +117,7 @@ def _as_floats(name: str, value: Any, length: int) -> list[float]:
 
 
 class GANModule(pl.LightningModule):
-    """Conditional GAN (cgm.md §3.1–§3.2) with manual optimisation.
+    """Conditional GAN (docs/cgm.md §3.1–§3.2) with manual optimisation.
 
     Per real batch (x, y): z ~ N(0, I), fake = G(z, y) (fake labels = the batch's
     labels); D step L_D = BCE(D(x, y), 1) + BCE(D(fake.detach(), y), 0); G step
@@ -248,7 +248,7 @@ class GANModule(pl.LightningModule):
         return int(self.hparams["latent_dim"])
 
     def from_data_space(self, x: Tensor) -> Tensor:
-        """Data → model space: images 2x − 1, vectors (x − mean)/std (cgm.md §3.1).
+        """Data → model space: images 2x − 1, vectors (x − mean)/std (docs/cgm.md §3.1).
 
         Args:
             x: (N, *sample_shape) float tensor in the data space.
@@ -301,7 +301,7 @@ class GANModule(pl.LightningModule):
         self._latent_gen = torch.Generator(device=self.device).manual_seed(seed)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        """One D step and one non-saturating G step on a real batch (cgm.md §3.2).
+        """One D step and one non-saturating G step on a real batch (docs/cgm.md §3.2).
 
         Args:
             batch: (x in the data space, y int64).

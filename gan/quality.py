@@ -1,4 +1,4 @@
-"""GAN quality metrics and the sample figure of cgm.md §3.4.
+"""GAN quality metrics and the sample figure of docs/cgm.md §3.4.
 
 - :func:`fid_kid`: torchmetrics FID and KID with a caller-supplied feature extractor
   (Inception weights cannot be downloaded; the ``gan`` stage passes the penultimate
@@ -33,7 +33,7 @@ FeatureFn = Callable[[Tensor], Tensor]
 """Maps a batch (N, *sample_shape) to features (N, d)."""
 
 KID_MAX_SUBSET = 1000
-"""Largest KID subset (cgm.md §3.4: ``subset_size = min(1000, sizes)``)."""
+"""Largest KID subset (docs/cgm.md §3.4: ``subset_size = min(1000, sizes)``)."""
 
 
 class _PrecomputedFeatures(nn.Module):
@@ -160,7 +160,7 @@ def sample_grid_png(
     max_points: int = 5000,
     title: str | None = None,
 ) -> None:
-    """Draw ``samples.png`` (cgm.md §3.4) and write it as PNG.
+    """Draw ``samples.png`` (docs/cgm.md §3.4) and write it as PNG.
 
     Images (x of shape (n, ch, H, W), values in [0, 1]): row c shows the first
     ``n_per_class`` candidates of class c in candidate order (blank cells when a

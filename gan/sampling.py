@@ -1,4 +1,4 @@
-"""Candidate labels and candidate samples of cgm.md §3.3 (Tay et al., AAAI 2022).
+"""Candidate labels and candidate samples of docs/cgm.md §3.3 (Tay et al., AAAI 2022).
 
 - :func:`largest_remainder_counts` and :func:`candidate_labels`: labels following the
   pooled class frequencies π_c, n_c by largest-remainder rounding of π_c·n_G, then a
@@ -87,7 +87,7 @@ def largest_remainder_counts(weights: ArrayLike, n: int) -> NDArray[np.int64]:
 def candidate_labels(
     class_frequencies: ArrayLike, n: int, *, seed: Seed
 ) -> NDArray[np.int64]:
-    """Labels of n candidates following the pooled class frequencies (cgm.md §3.3).
+    """Labels of n candidates following the pooled class frequencies (docs/cgm.md §3.3).
 
     Args:
         class_frequencies: (C,) π_c (or class counts), non-negative, positive sum.
@@ -120,7 +120,7 @@ def generate(
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> NDArray[np.float32]:
-    """Generate one sample per label with a trained GAN (cgm.md §3.3).
+    """Generate one sample per label with a trained GAN (docs/cgm.md §3.3).
 
     All latents are drawn at once from ``torch.Generator().manual_seed(seed)`` on the
     CPU, so the result depends on neither ``batch_size`` nor ``device`` (beyond float
@@ -180,7 +180,7 @@ def generate(
 def oracle_sample(
     means: ArrayLike, var: float, labels: ArrayLike, *, seed: Seed
 ) -> NDArray[np.float32]:
-    """Exact samples of the gmm source's mixture: x = μ_y + √var·ε (cgm.md §2.1, §3).
+    """Exact samples of the gmm source's mixture: x = μ_y + √var·ε (docs/cgm.md §2.1, §3).
 
     Args:
         means: (C, D) component means μ_c (the pool's ``gmm_means``).

@@ -1,4 +1,4 @@
-"""Train the conditional GAN on the pooled party data with Lightning (cgm.md §3.2).
+"""Train the conditional GAN on the pooled party data with Lightning (docs/cgm.md §3.2).
 
 :func:`train_gan` checks its arguments, resolves accelerator / devices / precision /
 strategy (:func:`resolve_trainer_settings`), builds :class:`~gan.module.GANModule` and
@@ -6,7 +6,7 @@ strategy (:func:`resolve_trainer_settings`), builds :class:`~gan.module.GANModul
 module, the trainer (for ``trainer.save_checkpoint`` and ``trainer.is_global_zero``) and
 :class:`TrainStats` (wall time, throughput, final losses).
 
-Global seeding is the caller's job (STYLE §6): a stage entry point calls
+Global seeding is the caller's job (docs/interface.md §7): a stage entry point calls
 ``pl.seed_everything(seed, workers=True)`` before :func:`train_gan`. The module's own
 generators already make a CPU run reproducible from ``seed`` alone; the global seed
 covers DataLoader workers and anything Lightning draws itself.
@@ -39,7 +39,7 @@ _PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 
 @dataclass(frozen=True, kw_only=True)
 class TrainerSettings:
-    """Resolved Lightning ``Trainer`` settings (cgm.md §3.2).
+    """Resolved Lightning ``Trainer`` settings (docs/cgm.md §3.2).
 
     Attributes:
         accelerator: ``"cpu"`` or ``"gpu"``.
@@ -98,7 +98,7 @@ def resolve_trainer_settings(
     cuda_device_count: int | None = None,
     bf16_supported: bool | None = None,
 ) -> TrainerSettings:
-    """Resolve ``gan.accelerator``, ``gan.devices`` and ``gan.precision`` (cgm.md §3.2).
+    """Resolve ``gan.accelerator``, ``gan.devices`` and ``gan.precision`` (docs/cgm.md §3.2).
 
     ``auto`` accelerator is ``gpu`` when CUDA is available, else ``cpu``; ``auto``
     devices is every visible GPU (1 on the CPU); devices > 1 use ``ddp``; ``auto``
@@ -204,9 +204,9 @@ def train_gan(
     fast_dev_run: bool = False,
     progress: bool = False,
 ) -> tuple[GANModule, pl.Trainer, TrainStats]:
-    """Train the conditional GAN of cgm.md §3.1 on pooled data as cgm.md §3.2 says.
+    """Train the conditional GAN of docs/cgm.md §3.1 on pooled data as docs/cgm.md §3.2 says.
 
-    Call ``pl.seed_everything(seed, workers=True)`` first (STYLE §6). With
+    Call ``pl.seed_everything(seed, workers=True)`` first (docs/interface.md §7). With
     ``devices > 1`` Lightning's ``ddp`` runs this on every rank; sample and write files
     on ``trainer.is_global_zero`` only.
 

@@ -1,4 +1,4 @@
-"""The ``synthreward`` command line (interface.md "CLI").
+"""The ``synthreward`` command line (docs/interface.md "CLI").
 
 ``synthreward <stage> --run-dir DIR [--config FILE.toml] [--set key=value ...]
 [--seed N] [--quiet]``. Exit codes: 0 success, 2 bad input (one line on stderr),

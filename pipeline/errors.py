@@ -1,4 +1,4 @@
-"""The one exception a user can fix (STYLE §7): exit code 2, one line on stderr."""
+"""The one exception a user can fix (docs/interface.md §3): exit code 2, one line on stderr."""
 
 from __future__ import annotations
 

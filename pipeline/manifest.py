@@ -1,4 +1,4 @@
-"""Stage manifests and the one JSON encoder (STYLE §5, interface.md).
+"""Stage manifests and the one JSON encoder (docs/interface.md §5, docs/interface.md).
 
 A stage (1) verifies its upstream manifests and the sha256 of every file it reads,
 (2) deletes its own old manifest, (3) works, (4) writes outputs atomically, and
@@ -7,19 +7,21 @@ A stage (1) verifies its upstream manifests and the sha256 of every file it read
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import os
-import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from data.atomic import OUTPUT_MODE, atomic_path
 from data.h5 import package_version
 from pipeline import paths
 from pipeline.errors import UsageError
@@ -77,19 +79,64 @@ def dumps(obj: Any) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    """Write text to a temp file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write text to a unique temp file in the same folder, then ``os.replace``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    r"""The one CSV convention: a header, then one line per row, ``\n`` line ends.
+
+    Example:
+        >>> csv_text(["a", "b"], [{"a": 1, "b": None}])
+        'a,b\n1,\n'
+    """
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_csv(
+    path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]
+) -> Path:
+    """Atomically write ``rows`` as CSV (:func:`csv_text`)."""
+    return atomic_write_text(path, csv_text(columns, rows))
+
+
+class CsvStream:
+    """Stream CSV rows to ``<path>.partial``; rename it to ``path`` at the end.
+
+    Every row is flushed, so a crash at round 199 keeps rounds 0-198 in the
+    ``.partial`` file; only a completed stream appears under the final name.
+    Use as a context manager: leaving it by an exception keeps the partial file.
+    """
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.partial.open("w", encoding="utf-8", newline="")
+        self._writer = csv.DictWriter(
+            self._file, fieldnames=list(columns), lineterminator="\n"
+        )
+        self._writer.writeheader()
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Append one row and flush it to disk."""
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def __enter__(self) -> CsvStream:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._file.close()
+        if exc_type is None:
+            os.chmod(self.partial, OUTPUT_MODE)
+            os.replace(self.partial, self.path)
 
 
 def write_json(path: Path, obj: Any) -> Path:

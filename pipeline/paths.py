@@ -1,4 +1,4 @@
-"""The run-folder layout of interface.md: one function per file."""
+"""The run-folder layout of docs/interface.md: one function per file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``evaluate/report.md`` and its figures (formatting only, no math; cgm.md §8.3).
+"""``evaluate/report.md`` and its figures (formatting only, no math; docs/cgm.md §8.3).
 
 Figures use matplotlib's object API with the Agg canvas (no pyplot state) and are
 written to a temporary name, then renamed.
@@ -16,12 +16,12 @@ from matplotlib.figure import Figure
 from data.h5 import read_h5
 from gan.quality import sample_grid_png
 from pipeline import manifest, paths
-from pipeline.figures import save_figure
+from pipeline.figures.save import save_figure
 from pipeline.stages.common import Pool
-from rewards.evaluation import METRICS
+from rewards.cgm.evaluation import METRICS
 from valuation.result import PartyValues
 
-# The authors' indicative numbers (cgm.md §8.4): corr(α, metric after rewards).
+# The authors' indicative numbers (docs/cgm.md §8.4): corr(α, metric after rewards).
 AUTHORS = {
     "GMM equaldisjoint": (-0.993, -0.84, -0.986, -0.74, 0.69),
     "GMM unequal": (-0.918, -0.51, -0.81, -0.65, 0.72),
@@ -211,7 +211,7 @@ def write_markdown(
         ]
     lines += [
         "",
-        "The authors' indicative corr(α, ·) after rewards (cgm.md §8.4):",
+        "The authors' indicative corr(α, ·) after rewards (docs/cgm.md §8.4):",
         "",
         *_header("data / split", *METRICS),
     ]

@@ -1,1 +1,1 @@
-"""Reward values, reward realisation and gradient rewards (cgm.md §6–§7, cgsv.md)."""
+"""Reward values, reward realisation and gradient rewards (docs/cgm.md §6–§7, docs/cgsv.md)."""

@@ -1,4 +1,4 @@
-"""Small buffer-free classifiers of cgsv.md §4, used by `fl`, `evaluate` and `gan`.
+"""Small buffer-free classifiers of docs/cgsv.md §4, used by `fl`, `evaluate` and `gan`.
 
 - ``cnn``: the MNIST net of the CGSV reference code (Xu et al., NeurIPS 2021) on 1×32×32
   inputs (28×28 images zero-padded by 2); 104,242 parameters at C = 10.
@@ -6,9 +6,9 @@
   parameters.
 
 Neither has buffers (no BatchNorm), so a model is exactly its flat parameter vector, as
-the gradient rewards of cgsv.md §2 need. `Preprocessor` holds the input standardisation
-of cgsv.md §4 (the padding included), fitted on training arrays. `train_classifier`
-(Adam, cgm.md §8.2; `fit_classifier` does preprocessing, building and training in one
+the gradient rewards of docs/cgsv.md §2 need. `Preprocessor` holds the input standardisation
+of docs/cgsv.md §4 (the padding included), fitted on training arrays. `train_classifier`
+(Adam, docs/cgm.md §8.2; `fit_classifier` does preprocessing, building and training in one
 call), `predict`, `accuracy` and `penultimate_features` (the activation
 before the last Linear, the feature map of the GAN quality check) take *preprocessed*
 inputs.
@@ -27,12 +27,12 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from valuation.kernels import resolve_device
+from data.devices import resolve_device
 
 logger = logging.getLogger(__name__)
 
 ClassifierKind = Literal["cnn", "mlp"]
-_STD_FLOOR = 1e-8  # cgsv.md §4: a constant feature must not divide by zero
+_STD_FLOOR = 1e-8  # docs/cgsv.md §4: a constant feature must not divide by zero
 _CNN_IMAGE = 28
 _CNN_PAD = 2
 
@@ -68,7 +68,7 @@ class Classifier(nn.Module):
 
 
 def check_no_buffers(model: nn.Module) -> None:
-    """Refuse a model with buffers (cgsv.md §2: "Models must have no buffers").
+    """Refuse a model with buffers (docs/cgsv.md §2: "Models must have no buffers").
 
     Args:
         model: any module.
@@ -79,7 +79,7 @@ def check_no_buffers(model: nn.Module) -> None:
     names = [name for name, _ in model.named_buffers()]
     if names:
         raise RuntimeError(
-            f"Model must have no buffers (cgsv.md §2), found {names}; "
+            f"Model must have no buffers (docs/cgsv.md §2), found {names}; "
             "a flat parameter vector would not describe it"
         )
 
@@ -87,7 +87,7 @@ def check_no_buffers(model: nn.Module) -> None:
 def resolve_classifier_kind(
     kind: Literal["auto", "cnn", "mlp"], input_shape: tuple[int, ...]
 ) -> ClassifierKind:
-    """Resolve ``"auto"``: ``cnn`` for 28×28 images, ``mlp`` otherwise (cgsv.md §4).
+    """Resolve ``"auto"``: ``cnn`` for 28×28 images, ``mlp`` otherwise (docs/cgsv.md §4).
 
     Args:
         kind: ``"auto"``, ``"cnn"`` or ``"mlp"``.
@@ -123,7 +123,7 @@ def build_classifier(
     *,
     seed: int | None = None,
 ) -> Classifier:
-    """Build the ``cnn`` or ``mlp`` of cgsv.md §4 with PyTorch's default initialisation.
+    """Build the ``cnn`` or ``mlp`` of docs/cgsv.md §4 with PyTorch's default initialisation.
 
     Args:
         kind: ``"cnn"``, ``"mlp"`` or ``"auto"`` (see `resolve_classifier_kind`).
@@ -196,7 +196,7 @@ def _build(kind: ClassifierKind, shape: tuple[int, ...], n_classes: int) -> Clas
 
 @dataclass(frozen=True, eq=False)
 class Preprocessor:
-    """Input standardisation of cgsv.md §4, fitted on a training array.
+    """Input standardisation of docs/cgsv.md §4, fitted on a training array.
 
     - ``cnn``: zero-pad 28×28 images by 2 pixels to 1×32×32, then subtract the scalar
       mean and divide by the scalar std of the padded training images.
@@ -205,7 +205,7 @@ class Preprocessor:
       below the floor) gets scale 1 instead, as in scikit-learn's StandardScaler: on
       the training data this is the same (the centred column is 0 either way), but
       data from elsewhere (synthetic candidates with a little ink in an always-blank
-      pixel of `digits`) is no longer multiplied by 1e8. Deviation from cgsv.md §4.
+      pixel of `digits`) is no longer multiplied by 1e8. Deviation from docs/cgsv.md §4.
 
     Attributes:
         kind: ``"cnn"`` or ``"mlp"``.
@@ -336,7 +336,7 @@ def train_classifier(
     device: str = "cpu",
     progress: bool = False,
 ) -> nn.Module:
-    """Train with Adam on the mean cross-entropy, reshuffling every epoch (cgm.md §8.2).
+    """Train with Adam on the mean cross-entropy, reshuffling every epoch (docs/cgm.md §8.2).
 
     Each epoch draws a permutation from one seeded ``torch.Generator`` and takes one
     Adam step per mini-batch of ``batch_size`` (the last one may be short).
@@ -397,9 +397,9 @@ def fit_classifier(
     seed: int,
     device: str = "cpu",
 ) -> tuple[Classifier, Preprocessor]:
-    """Fit a `Preprocessor` on ``x``, build the classifier and train it (cgm.md §8.2).
+    """Fit a `Preprocessor` on ``x``, build the classifier and train it (docs/cgm.md §8.2).
 
-    The classifier of the GAN quality check (cgm.md §3.4) and of the downstream
+    The classifier of the GAN quality check (docs/cgm.md §3.4) and of the downstream
     accuracy (§8.2): ``cnn`` for 28×28 images, ``mlp`` otherwise when ``kind`` is
     ``"auto"``; initialisation and shuffling both seeded with ``seed``; Adam 1e-3,
     batch 64.

@@ -1,9 +1,9 @@
 """Fairness and performance metrics shared by the `fl` and `evaluate` stages.
 
-- fairness(M) = Pearson(acc^SA, acc^M) over the parties (cgsv.md §7, after Xu et al.,
+- fairness(M) = Pearson(acc^SA, acc^M) over the parties (docs/cgsv.md §7, after Xu et al.,
   NeurIPS 2021); ``None`` when either vector has zero variance.
-- performance(M) = max_i acc_i^M (cgsv.md §7).
-- mean ± standard error over a sweep, ignoring undefined correlations (cgm.md §8.3).
+- performance(M) = max_i acc_i^M (docs/cgsv.md §7).
+- mean ± standard error over a sweep, ignoring undefined correlations (docs/cgm.md §8.3).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def pearson_or_none(a: ArrayLike, b: ArrayLike) -> float | None:
 
     A vector with zero variance (or fewer than two entries) has no correlation: the
     function logs a warning and returns ``None``, which the stages write as JSON
-    ``null`` (cgsv.md §7, cgm.md §8.1).
+    ``null`` (docs/cgsv.md §7, docs/cgm.md §8.1).
 
     Args:
         a: (n,) finite numbers.
@@ -70,7 +70,7 @@ def pearson_or_none(a: ArrayLike, b: ArrayLike) -> float | None:
 
 
 def fairness(acc_standalone: ArrayLike, acc_method: ArrayLike) -> float | None:
-    """Collaborative fairness: Pearson(acc^SA, acc^M) over the parties (cgsv.md §7).
+    """Collaborative fairness: Pearson(acc^SA, acc^M) over the parties (docs/cgsv.md §7).
 
     Args:
         acc_standalone: (N,) final test accuracies of the Standalone models.
@@ -92,7 +92,7 @@ def fairness(acc_standalone: ArrayLike, acc_method: ArrayLike) -> float | None:
 def reward_fairness(acc_standalone: ArrayLike, importance: ArrayLike) -> float | None:
     """Allocation fairness: Pearson(acc^SA, r) over the parties (our addition).
 
-    cgsv.md §7 measures fairness on the final accuracies of the rewarded models. When
+    docs/cgsv.md §7 measures fairness on the final accuracies of the rewarded models. When
     per-layer top-k keeps nearly all of u_N's norm, those models differ by a few test
     rows and the Pearson is noise; the importance r (which sets each party's share
     q_i) shows whether the *allocation* follows contribution.
@@ -115,7 +115,7 @@ def reward_fairness(acc_standalone: ArrayLike, importance: ArrayLike) -> float |
 
 
 def performance(acc_method: ArrayLike) -> float:
-    """Performance: the best party's final accuracy, max_i acc_i (cgsv.md §7).
+    """Performance: the best party's final accuracy, max_i acc_i (docs/cgsv.md §7).
 
     Args:
         acc_method: (N,) final test accuracies, N ≥ 1.
@@ -137,7 +137,7 @@ def performance(acc_method: ArrayLike) -> float:
 
 
 def mean_and_se(values: Sequence[float | None]) -> tuple[float | None, float | None]:
-    """Mean and standard error of the defined entries of ``values`` (cgm.md §8.3).
+    """Mean and standard error of the defined entries of ``values`` (docs/cgm.md §8.3).
 
     ``None`` entries (undefined correlations) are dropped. The standard error is
     std(ddof=1)/√m over the m kept entries; it is ``None`` when m < 2.

@@ -1,4 +1,4 @@
-"""Shared fixtures and markers (STYLE §10)."""
+"""Shared fixtures and markers."""
 
 from __future__ import annotations
 

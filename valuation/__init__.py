@@ -1,1 +1,1 @@
-"""MMD data valuation, coalition values and Shapley values (cgm.md §4–§5)."""
+"""MMD data valuation, coalition values and Shapley values (docs/cgm.md §4–§5)."""

@@ -1,4 +1,4 @@
-"""Value the parties: lengthscale, one kernel pass, Shapley values (cgm.md §5).
+"""Value the parties: lengthscale, one kernel pass, Shapley values (docs/cgm.md §5).
 
 :func:`value_parties` wires the pure pieces: the lengthscale rule (§5.3), the
 block-sum matrix of one kernel pass over T × T (§5.4), all coalition values by
@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from data.devices import resolve_device
 from data.seeding import Seed
 from valuation.coalition import (
     coalition_key,
@@ -29,7 +30,6 @@ from valuation.kernels import (
     check_chunk_size,
     check_lengthscale,
     kernel_block_sums,
-    resolve_device,
     resolve_precision,
 )
 from valuation.lengthscale import DEFAULT_CACHE_BYTES, find_lengthscale
@@ -38,15 +38,15 @@ from valuation.shapley import exact_shapley, permutation_shapley
 
 logger = logging.getLogger(__name__)
 
-#: Exact Shapley is refused above this many parties (cgm.md §5.5).
+#: Exact Shapley is refused above this many parties (docs/cgm.md §5.5).
 MAX_EXACT_PARTIES = 16
 
-#: Relative tie tolerance of the stable coalitions C_i (cgm.md §5.5).
+#: Relative tie tolerance of the stable coalitions C_i (docs/cgm.md §5.5).
 TIE_RTOL = 1e-12
 
 
 def normalised_shapley(phi: NDArray) -> NDArray[np.float64]:
-    """α_i = φ_i / max_j φ_j (cgm.md §5.5; not φ/Σφ, not the CGSV decay).
+    """α_i = φ_i / max_j φ_j (docs/cgm.md §5.5; not φ/Σφ, not the CGSV decay).
 
     Args:
         phi: (N,) Shapley values.
@@ -72,7 +72,7 @@ def normalised_shapley(phi: NDArray) -> NDArray[np.float64]:
 
 
 def stable_coalitions(phi: NDArray) -> list[frozenset[int]]:
-    """C_i = {j : φ_j ≤ φ_i + 1e-12·max_k|φ_k|}, i included (cgm.md §5.5).
+    """C_i = {j : φ_j ≤ φ_i + 1e-12·max_k|φ_k|}, i included (docs/cgm.md §5.5).
 
     Args:
         phi: (N,) Shapley values.
@@ -181,7 +181,7 @@ def value_parties(
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     progress: bool = False,
 ) -> PartyValues:
-    """Shapley values and the summaries of ``values.json`` (cgm.md §5).
+    """Shapley values and the summaries of ``values.json`` (docs/cgm.md §5).
 
     Args:
         party_features: N arrays (n_i, d): the parties' feature vectors D_i.

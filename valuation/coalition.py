@@ -1,4 +1,4 @@
-"""Coalition keys and coalition values of the kernel game (cgm.md §5.1, §5.4).
+"""Coalition keys and coalition values of the kernel game (docs/cgm.md §5.1, §5.4).
 
 For a non-empty multiset S of feature vectors and the reference T (all party data
 plus the whole candidate pool), with the SE kernel k of lengthscale ℓ:
@@ -9,7 +9,7 @@ plus the whole candidate pool), with the SE kernel k of lengthscale ℓ:
 
 All 2^N coalition values follow from the (N+1)×(N+1) block-sum matrix
 K̄_ab = Σ_{x∈P_a} Σ_{y∈P_b} k(x, y) of one kernel pass (blocks P_1 … P_N the
-parties, P_{N+1} = G the candidate pool) by array arithmetic (cgm.md §5.4):
+parties, P_{N+1} = G the candidate pool) by array arithmetic (docs/cgm.md §5.4):
 
     v(C) = 2·Σ_{i∈C} b_i / (m_C·n_T) − Σ_{i,j∈C} K̄_ij / m_C²,   b_a = Σ_b K̄_ab.
 
@@ -53,7 +53,7 @@ def coalition_key(members: Iterable[int]) -> str:
     """The on-disk key of a coalition: sorted party ids joined by commas.
 
     This and :func:`parse_coalition_key` are the one pair of helpers that write
-    and read keys (STYLE §3, interface.md ``values.json``).
+    and read keys (docs/interface.md §1, docs/interface.md ``values.json``).
 
     Args:
         members: distinct party ids ≥ 0 (any iterable of ints).
@@ -148,7 +148,7 @@ def members_of(mask: int) -> frozenset[int]:
 
 
 def value_of_set(s: NDArray, t: NDArray, lengthscale: float) -> float:
-    """v(S) = S_XY(S) − S_X(S) computed directly from the points (cgm.md §5.1).
+    """v(S) = S_XY(S) − S_X(S) computed directly from the points (docs/cgm.md §5.1).
 
     The slow, obvious implementation, used as the reference that the block-sum
     path is tested against.
@@ -237,7 +237,7 @@ def check_block_sums(
 def coalition_values_from_sums(
     m: NDArray, sum_b: NDArray, sum_k: NDArray, n_t: float
 ) -> NDArray[np.float64]:
-    """Coalition values 2·Σb/(m·n_T) − ΣK̄/m² from unnormalised sums (cgm.md §5.4).
+    """Coalition values 2·Σb/(m·n_T) − ΣK̄/m² from unnormalised sums (docs/cgm.md §5.4).
 
     Args:
         m: (...) coalition sizes m_C (0 for ∅).
@@ -266,7 +266,7 @@ def _indicator(masks: NDArray[np.int64], n: int) -> NDArray[np.float64]:
 def coalition_values_from_blocks(
     block_sums: NDArray, sizes: NDArray, masks: NDArray | None = None
 ) -> NDArray[np.float64]:
-    """Coalition values from the block-sum matrix by array arithmetic (cgm.md §5.4).
+    """Coalition values from the block-sum matrix by array arithmetic (docs/cgm.md §5.4).
 
     With the indicator matrix I of the masks (I[c, i] = 1 ⇔ party i ∈ C_c):
     m = I n, Σb = I b, ΣK̄ = rowsum((I K̄) ∘ I); masks are processed in chunks,
@@ -320,7 +320,7 @@ def coalition_values_from_blocks(
 
 
 def v_with_pool(block_sums: NDArray, sizes: NDArray) -> NDArray[np.float64]:
-    """v(D_i ⊎ G) for every party: its data plus the whole pool (cgm.md §5.4).
+    """v(D_i ⊎ G) for every party: its data plus the whole pool (docs/cgm.md §5.4).
 
     v(D_i ⊎ G) = 2(b_i + b_G)/(m·n_T) − (K̄_ii + 2K̄_iG + K̄_GG)/m², m = n_i + n_G.
 
@@ -348,7 +348,7 @@ def v_with_pool(block_sums: NDArray, sizes: NDArray) -> NDArray[np.float64]:
 
 
 def reference_value(block_sums: NDArray, sizes: NDArray) -> float:
-    """K̄_TT = Σ_{a,b} K̄_ab / n_T², the mean kernel value over T × T (cgm.md §5.2).
+    """K̄_TT = Σ_{a,b} K̄_ab / n_T², the mean kernel value over T × T (docs/cgm.md §5.2).
 
     Args:
         block_sums: (N+1, N+1) block-sum matrix K̄.

@@ -1,4 +1,4 @@
-"""Distribution metrics of the ``evaluate`` stage (cgm.md §8.1).
+"""Distribution metrics of the ``evaluate`` stage (docs/cgm.md §8.1).
 
 Each compares a party's data X = D_i ⊎ R_i (a subset of the reference T) with T in
 feature space: the k-NN KL divergence estimator of Pérez-Cruz (2008), the squared
@@ -45,7 +45,7 @@ def _check_2d(name: str, a: ArrayLike) -> NDArray[np.float64]:
 def knn_kl_divergence(
     x: ArrayLike, t: ArrayLike, ks: tuple[int, ...] = (2, 3, 4, 5, 6)
 ) -> KnnKL:
-    """k-NN estimate of D(X‖T) for X ⊂ T (Pérez-Cruz 2008; cgm.md §8.1).
+    """k-NN estimate of D(X‖T) for X ⊂ T (Pérez-Cruz 2008; docs/cgm.md §8.1).
 
     D̂_k = (d/|X|) Σ_i log(ν_k(i)/ρ_k(i)) + log((n_T − 1)/(|X| − 1)), where ρ_k(i)
     and ν_k(i) are the distances from x_i to its k-th neighbour in X∖{x_i} and in
@@ -91,7 +91,7 @@ def knn_kl_divergence(
 
 
 def gaussian_w2(x: ArrayLike, t: ArrayLike) -> float:
-    """Squared W2 distance between Gaussian fits of X and T (cgm.md §8.1).
+    """Squared W2 distance between Gaussian fits of X and T (docs/cgm.md §8.1).
 
     ‖μ_X − μ_T‖² + tr(Σ_X + Σ_T − 2(Σ_X Σ_T)^{1/2}), covariances with ddof = 1, the
     real part of ``scipy.linalg.sqrtm``.
@@ -125,7 +125,7 @@ def gaussian_w2(x: ArrayLike, t: ArrayLike) -> float:
 
 
 def class_imbalance(y: ArrayLike, n_classes: int) -> float:
-    """(1/C)·Σ_c p_c², p_c the fraction of class c (cgm.md §8.1).
+    """(1/C)·Σ_c p_c², p_c the fraction of class c (docs/cgm.md §8.1).
 
     Args:
         y: (m,) integer labels.

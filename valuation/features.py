@@ -1,7 +1,7 @@
-"""Feature maps the kernel sees: identity, PCA, autoencoder (cgm.md §4).
+"""Feature maps the kernel sees: identity, PCA, autoencoder (docs/cgm.md §4).
 
 One map is fitted on X_fit = pooled party x plus candidate x and applied to
-parties, candidates and reference alike (cgm.md §9.10). ``auto`` picks identity
+parties, candidates and reference alike (docs/cgm.md §9.10). ``auto`` picks identity
 for 2-D vectors, PCA for other vectors and the autoencoder for NCHW images.
 
 - ``identity``: flatten, no scaling (the paper's GMM setting); warns for d > 64.
@@ -10,7 +10,7 @@ for 2-D vectors, PCA for other vectors and the autoencoder for NCHW images.
 - ``autoencoder``: a small Lightning module (conv for images, MLP for vectors),
   Adam 1e-3, batch 128, seeded through a ``torch.Generator`` (initial weights
   and shuffling); codes taken in eval mode. The authors' extra L1 and MMD terms
-  on the codes are omitted (cgm.md §4).
+  on the codes are omitted (docs/cgm.md §4).
 
 Maps return float32, the dtype ``features.h5`` stores, so the value stage values
 exactly the vectors it writes. Feature extraction after Tay et al. (AAAI 2022),
@@ -35,16 +35,16 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from valuation.kernels import resolve_device
+from data.devices import resolve_device
 
 logger = logging.getLogger(__name__)
 
 FeatureKind = Literal["identity", "pca", "autoencoder", "auto"]
 
-#: identity warns above this dimension (cgm.md §4).
+#: identity warns above this dimension (docs/cgm.md §4).
 IDENTITY_WARN_DIM = 64
 
-#: Floor of the per-feature standard deviation used for z-scoring (cgm.md §4).
+#: Floor of the per-feature standard deviation used for z-scoring (docs/cgm.md §4).
 STD_FLOOR = 1e-8
 
 #: Rows per batch when encoding with the autoencoder.
@@ -73,7 +73,7 @@ def _check_feature_dim(feature_dim: int) -> None:
 def resolve_feature_kind(
     kind: FeatureKind, sample_shape: tuple[int, ...]
 ) -> Literal["identity", "pca", "autoencoder"]:
-    """The concrete map of ``value.features`` for samples of a shape (cgm.md §4).
+    """The concrete map of ``value.features`` for samples of a shape (docs/cgm.md §4).
 
     Args:
         kind: ``identity``, ``pca``, ``autoencoder`` or ``auto``.
@@ -125,7 +125,7 @@ class FeatureMap(ABC):
 
 @dataclass(frozen=True)
 class IdentityMap(FeatureMap):
-    """Flatten, no scaling (cgm.md §4).
+    """Flatten, no scaling (docs/cgm.md §4).
 
     Attributes:
         sample_shape: shape of one sample.
@@ -166,7 +166,7 @@ class IdentityMap(FeatureMap):
 
 @dataclass(frozen=True, eq=False)
 class PcaMap(FeatureMap):
-    """z = ((x − mean) / scale) @ componentsᵀ on flattened samples (cgm.md §4).
+    """z = ((x − mean) / scale) @ componentsᵀ on flattened samples (docs/cgm.md §4).
 
     Attributes:
         mean: (D,) float64 mean of X_fit.
@@ -253,7 +253,7 @@ class PcaMap(FeatureMap):
 
 
 def fit_pca(x_fit: NDArray, feature_dim: int) -> PcaMap:
-    """Fit the PCA map of cgm.md §4 on X_fit (full SVD, no whitening).
+    """Fit the PCA map of docs/cgm.md §4 on X_fit (full SVD, no whitening).
 
     Vectors (n, D) are z-scored with X_fit's mean and std (floor 1e-8); images
     (n, C, H, W) are only centred. Each axis gets the sign that makes its
@@ -306,7 +306,7 @@ def _mlp(*widths: int) -> nn.Sequential:
 
 
 class AutoencoderModule(pl.LightningModule):
-    """Small autoencoder of cgm.md §4: conv for images, MLP for vectors.
+    """Small autoencoder of docs/cgm.md §4: conv for images, MLP for vectors.
 
     Images (C, H, W) with H, W divisible by 4: encoder Conv2d(C→32) → LeakyReLU →
     BatchNorm → Conv2d(32→64) → LeakyReLU → BatchNorm → flatten → Linear(→ d);
@@ -422,7 +422,7 @@ class AutoencoderModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam with the configured step size (cgm.md §4: 1e-3)."""
+        """Adam with the configured step size (docs/cgm.md §4: 1e-3)."""
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate)
 
 
@@ -525,7 +525,7 @@ def fit_autoencoder(
     learning_rate: float = 1e-3,
     progress: bool = False,
 ) -> AutoencoderMap:
-    """Train the autoencoder of cgm.md §4 on X_fit.
+    """Train the autoencoder of docs/cgm.md §4 on X_fit.
 
     The seed drives one ``torch.Generator`` for the initial weights and one for
     the shuffling; global seeding (``seed_everything``) is left to the stage.
@@ -589,7 +589,7 @@ def fit_feature_map(
     device: str = "auto",
     progress: bool = False,
 ) -> FeatureMap:
-    """Fit the map ``kind`` (``value.features``) on X_fit (cgm.md §4).
+    """Fit the map ``kind`` (``value.features``) on X_fit (docs/cgm.md §4).
 
     Args:
         x_fit: pooled party x plus candidate x, (n, D) or (n, C, H, W).
@@ -641,7 +641,7 @@ def featurise(
     kind: FeatureKind = "auto",
     **fit_kwargs: object,
 ) -> tuple[FeatureMap, list[NDArray[np.float32]], NDArray[np.float32]]:
-    """Fit one map on parties plus candidates and apply it to both (cgm.md §4, §9.10).
+    """Fit one map on parties plus candidates and apply it to both (docs/cgm.md §4, §9.10).
 
     Args:
         party_x: N arrays (n_i, ...) of party samples.

@@ -1,9 +1,9 @@
-"""Squared-exponential kernel and its chunked sums (cgm.md §5.1, §5.4).
+"""Squared-exponential kernel and its chunked sums (docs/cgm.md §5.1, §5.4).
 
 k(x, y) = exp(−‖x − y‖² / (2ℓ²)), no output scale, so k(x, x) = 1. The chunked
 sums run in torch (CPU or CUDA), centre the features on the reference mean
 (translation-invariant kernel; less cancellation in ‖x‖² + ‖y‖² − 2x·y), clamp
-squared distances at 0 and always accumulate in float64 (cgm.md §5.4, §9.9).
+squared distances at 0 and always accumulate in float64 (docs/cgm.md §5.4, §9.9).
 
 Valuation after Tay, Xu, Foo, Low, "Incentivizing Collaboration in Machine
 Learning via Synthetic Data Rewards" (AAAI 2022).
@@ -19,6 +19,8 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 from tqdm import tqdm
+
+from data.devices import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -70,35 +72,8 @@ def rbf_kernel(x: NDArray, y: NDArray, lengthscale: float) -> NDArray[np.float64
     return np.exp(-squared_distances(x, y) / (2.0 * lengthscale**2))
 
 
-def resolve_device(device: str) -> torch.device:
-    """Map ``"auto"``/``"cpu"``/``"cuda"`` to a torch device.
-
-    Args:
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
-
-    Returns:
-        The torch device.
-
-    Raises:
-        ValueError: if ``device`` is unknown or CUDA is asked for but absent.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device in ("cuda", "gpu"):
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"Argument `device` is {device!r} but CUDA is not available"
-            )
-        return torch.device("cuda")
-    raise ValueError(
-        f"Argument `device` must be 'auto', 'cpu' or 'cuda', got {device!r}"
-    )
-
-
 def resolve_precision(kernel_precision: str, device: torch.device) -> torch.dtype:
-    """Kernel-value dtype: ``"auto"`` is float64 on CPU, float32 on CUDA (cgm.md §5.4).
+    """Kernel-value dtype: ``"auto"`` is float64 on CPU, float32 on CUDA (docs/cgm.md §5.4).
 
     Args:
         kernel_precision: ``"auto"``, ``"float64"`` or ``"float32"``.
@@ -231,7 +206,7 @@ def kernel_row_sums(
 
     Features are centred (on ``center``, e.g. the reference mean) before the
     distances are formed: the kernel is translation invariant, and centring
-    reduces cancellation in ‖x‖² + ‖y‖² − 2x·y (cgm.md §5.4).
+    reduces cancellation in ‖x‖² + ‖y‖² − 2x·y (docs/cgm.md §5.4).
 
     Args:
         x: (n, d) array.
@@ -341,7 +316,7 @@ def centred_reference(
     kernel_precision: str,
     name: str = "blocks",
 ) -> tuple[list[int], Tensor, Tensor]:
-    """T = the concatenated blocks centred on its mean, on the device (cgm.md §5.4).
+    """T = the concatenated blocks centred on its mean, on the device (docs/cgm.md §5.4).
 
     Args:
         blocks: B arrays of shape (n_a, d) with one d (validated by
@@ -397,7 +372,7 @@ def kernel_block_sums(
     kernel_precision: str = "auto",
     progress: bool = False,
 ) -> NDArray[np.float64]:
-    """Block-sum matrix K̄_ab = Σ_{x∈P_a} Σ_{y∈P_b} k(x, y) in one pass (cgm.md §5.4).
+    """Block-sum matrix K̄_ab = Σ_{x∈P_a} Σ_{y∈P_b} k(x, y) in one pass (docs/cgm.md §5.4).
 
     T is the concatenation of the blocks (parties, then the pool G), centred on
     its mean. Rows are cut into tiles that never straddle a block; for each row

@@ -1,4 +1,4 @@
-"""The lengthscale rule of cgm.md §5.3: the smallest ℓ with v_ℓ(D_i) ≥ 0 for all i.
+"""The lengthscale rule of docs/cgm.md §5.3: the smallest ℓ with v_ℓ(D_i) ≥ 0 for all i.
 
 valid(ℓ) ⇔ v_ℓ(D_i) ≥ 0 for every party i (only the N singletons are checked).
 Bisection on [0.01, 1000] for 20 steps returns the final ``hi``: the most
@@ -34,7 +34,7 @@ from valuation.kernels import (
 
 logger = logging.getLogger(__name__)
 
-#: The bisection bracket and step count of cgm.md §5.3 (normative).
+#: The bisection bracket and step count of docs/cgm.md §5.3 (normative).
 LENGTHSCALE_LO = 0.01
 LENGTHSCALE_HI = 1000.0
 LENGTHSCALE_STEPS = 20
@@ -52,7 +52,7 @@ def bisect_lengthscale(
     n_steps: int = LENGTHSCALE_STEPS,
     progress: bool = False,
 ) -> tuple[float, tuple[float, float]]:
-    """Smallest valid ℓ by bisection (cgm.md §5.3).
+    """Smallest valid ℓ by bisection (docs/cgm.md §5.3).
 
     Args:
         singleton_values: ℓ ↦ (N,) values v_ℓ(D_i); ℓ is valid when all are ≥ 0.
@@ -96,7 +96,7 @@ def bisect_lengthscale(
 
 
 class SingletonSums:
-    """Σ_{D_i×D_i} k and Σ_{D_i×T} k for every party at any ℓ (cgm.md §5.3).
+    """Σ_{D_i×D_i} k and Σ_{D_i×T} k for every party at any ℓ (docs/cgm.md §5.3).
 
     Holds the centred reference T on the device and, when they fit in
     ``cache_bytes``, the squared-distance tiles D_i × T, so each ℓ costs only the
@@ -202,7 +202,7 @@ def find_lengthscale(
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     progress: bool = False,
 ) -> tuple[float, tuple[float, float]]:
-    """The lengthscale of ``value.lengthscale = "auto"`` (cgm.md §5.3).
+    """The lengthscale of ``value.lengthscale = "auto"`` (docs/cgm.md §5.3).
 
     Args:
         party_features: N arrays (n_i, d), the parties' feature vectors.

@@ -1,4 +1,4 @@
-"""MMD² estimators with the SE kernel, unequal sample sizes (cgm.md §5.2, §8.1).
+"""MMD² estimators with the SE kernel, unequal sample sizes (docs/cgm.md §5.2, §8.1).
 
 With k_xx = Σ_{x,x'∈X} k, k_yy = Σ_{y,y'∈Y} k, k_xy = Σ_{x∈X,y∈Y} k (all pairs,
 diagonals included), |X| = m and |Y| = n:
@@ -94,7 +94,7 @@ def biased_mmd2_from_sums(
 def unbiased_mmd2_from_sums(
     k_xx: float, k_yy: float, k_xy: float, m: int, n: int
 ) -> float:
-    """MMD_u² with the unit diagonals k(x, x) = 1 removed (cgm.md §8.1).
+    """MMD_u² with the unit diagonals k(x, x) = 1 removed (docs/cgm.md §8.1).
 
     Args:
         k_xx: Σ over X × X, diagonal included.
@@ -162,7 +162,7 @@ def mmd2_biased(
     chunk_size: int = 4096,
     device: str = "cpu",
 ) -> float:
-    """Biased MMD_b²(X, Y) with the SE kernel (cgm.md §5.2), float64.
+    """Biased MMD_b²(X, Y) with the SE kernel (docs/cgm.md §5.2), float64.
 
     Args:
         x: (m, d) points, m ≥ 1.
@@ -196,7 +196,7 @@ def mmd2_unbiased(
     chunk_size: int = 4096,
     device: str = "cpu",
 ) -> float:
-    """Unbiased MMD_u²(X, Y) with the SE kernel, unequal sizes (cgm.md §8.1).
+    """Unbiased MMD_u²(X, Y) with the SE kernel, unequal sizes (docs/cgm.md §8.1).
 
     Args:
         x: (m, d) points, m ≥ 2.

@@ -1,4 +1,4 @@
-"""Shapley values over party coalitions (cgm.md §5.5; Tay et al., AAAI 2022).
+"""Shapley values over party coalitions (docs/cgm.md §5.5; Tay et al., AAAI 2022).
 
 Exact Shapley values come from a value table indexed by bitmask (bit i set means
 party i is in the coalition), in O(N·2^N) vectorised work:
@@ -6,10 +6,10 @@ party i is in the coalition), in O(N·2^N) vectorised work:
     φ_i = Σ_{S ⊆ N, i ∉ S} |S|!(N−|S|−1)!/N! · [v(S ⊎ {i}) − v(S)].
 
 Permutation Shapley values average marginal contributions over seeded random
-orders. For the kernel value of cgm.md §5.1 the marginal contributions come from
+orders. For the kernel value of docs/cgm.md §5.1 the marginal contributions come from
 running block sums (O(N) per step, no kernel work); any other game can use the
 game-agnostic :func:`permutation_shapley_game`. This is the project's one Shapley
-implementation (STYLE §2): the cosine game of cgsv.md §8 calls
+implementation: the cosine game of docs/cgsv.md §8 calls
 :func:`exact_shapley` with its own value table.
 """
 
@@ -32,9 +32,9 @@ from valuation.coalition import (
 
 logger = logging.getLogger(__name__)
 
-#: Anything :func:`numpy.random.default_rng` accepts (STYLE §6).
+#: Anything :func:`numpy.random.default_rng` accepts (docs/interface.md §7).
 
-#: Relative tolerance of the efficiency check Σφ = v(N) − v(∅) (cgm.md §5.5).
+#: Relative tolerance of the efficiency check Σφ = v(N) − v(∅) (docs/cgm.md §5.5).
 EFFICIENCY_RTOL = 1e-9
 
 #: Permutations evaluated per vectorised batch; fixed so results do not depend on
@@ -107,7 +107,7 @@ def shapley_weights(n_players: int) -> NDArray[np.float64]:
 
 
 def exact_shapley(values: NDArray) -> NDArray[np.float64]:
-    """Exact Shapley values of a game given as a bitmask value table (cgm.md §5.5).
+    """Exact Shapley values of a game given as a bitmask value table (docs/cgm.md §5.5).
 
     Args:
         values: (2^N,) float table; ``values[mask]`` is v of the coalition whose
@@ -146,7 +146,7 @@ def exact_shapley(values: NDArray) -> NDArray[np.float64]:
 
 
 def _check_efficiency(phi: NDArray[np.float64], total: float, scale: float) -> None:
-    # rel 1e-9 of the largest |v| (cgm.md §5.5): Σφ may itself be near 0.
+    # rel 1e-9 of the largest |v| (docs/cgm.md §5.5): Σφ may itself be near 0.
     if abs(float(phi.sum()) - total) > EFFICIENCY_RTOL * max(scale, 1e-300):
         raise RuntimeError(
             f"Shapley efficiency failed: sum(phi) = {phi.sum()!r} but "
@@ -199,7 +199,7 @@ def block_marginals(
 
     For each order π and step k, with C the first k parties of π and p = π_k,
     the running sums m_C = Σ_{j∈C} n_j, Σ_{j∈C} b_j and Σ_{i,j∈C} K̄_ij are
-    updated in O(N) (cgm.md §5.5): Σ K̄ grows by 2·Σ_{j∈C} K̄_pj + K̄_pp, where the
+    updated in O(N) (docs/cgm.md §5.5): Σ K̄ grows by 2·Σ_{j∈C} K̄_pj + K̄_pp, where the
     vector r = Σ_{j∈C} K̄_{·j} is carried along.
 
     Args:
@@ -243,7 +243,7 @@ def block_marginals(
     sum_b = np.zeros(perms.shape[0])
     sum_k = np.zeros(perms.shape[0])
     running = np.zeros((perms.shape[0], n))  # r = Σ_{j∈C} K̄_{·j}
-    v_prev = np.zeros(perms.shape[0])  # v(∅) = 0 (cgm.md §5.1)
+    v_prev = np.zeros(perms.shape[0])  # v(∅) = 0 (docs/cgm.md §5.1)
     out = np.empty(perms.shape, dtype=np.float64)
     for step in range(n):
         p = perms[:, step]
@@ -265,7 +265,7 @@ def permutation_shapley(
     seed: Seed = None,
     progress: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Permutation-sampling Shapley values of the kernel game (cgm.md §5.5).
+    """Permutation-sampling Shapley values of the kernel game (docs/cgm.md §5.5).
 
     Args:
         block_sums: (N+1, N+1) block-sum matrix K̄ (parties, then the pool G).

@@ -1,4 +1,4 @@
-"""Readers shared by stages: upstream files through their manifests (STYLE §5)."""
+"""Readers shared by stages: upstream files through their manifests (docs/interface.md §5)."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def read_reward_inputs(run_dir: Path) -> RewardInputs:
 
 
 def party_seeds(root: np.random.SeedSequence, n_parties: int) -> list[int]:
-    """One 63-bit integer seed per party from ``root.spawn(n_parties)`` (cgm.md §7.1).
+    """One 63-bit integer seed per party from ``root.spawn(n_parties)`` (docs/cgm.md §7.1).
 
     The integers fit an int64 HDF5 attribute; party i's generator is
     ``np.random.default_rng(seed_i)``.
@@ -139,7 +139,7 @@ def party_seeds(root: np.random.SeedSequence, n_parties: int) -> list[int]:
 
 
 def sampler_settings(cfg: RunConfig, n_parties: int) -> dict[str, Any]:
-    """Keyword arguments of `rewards.sampling.sample_parties` (cgm.md §7.2, §10).
+    """Keyword arguments of `rewards.cgm.sampling.sample_parties` (docs/cgm.md §7.2, §10).
 
     From ``[sample]`` and ``[value]``; shared by the sample stage and the β sweep so
     that both sample with the same kernel precision, tiling and devices.

@@ -1,4 +1,4 @@
-"""The ``contract`` stage: optimal contracts with models as rewards (contract.md §4).
+"""The ``contract`` stage: optimal contracts with models as rewards (docs/contract.md §4).
 
 Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design for Collaborative
 Machine Learning" (AAAI 2025). The stage has no upstream and is not part of ``all``.
@@ -20,11 +20,11 @@ from matplotlib.figure import Figure
 from pipeline import manifest, paths
 from pipeline.config import ContractConfig, RunConfig
 from pipeline.errors import UsageError
-from pipeline.figures import save_figure
-from rewards.contract import ContractResult, make_accuracy, solve_contract
-from rewards.contract_accuracy import AccuracyModel
-from rewards.contract_plots import plot_contributions, plot_menu, plot_rewards
-from rewards.contract_rewards import RewardVerification, verify_rewards
+from pipeline.figures.contract import plot_contributions, plot_menu, plot_rewards
+from pipeline.figures.save import save_figure
+from rewards.contract.accuracy import AccuracyModel
+from rewards.contract.recovery import RewardVerification, verify_rewards
+from rewards.contract.solve import ContractResult, make_accuracy, solve_contract
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _accuracy(c: ContractConfig) -> AccuracyModel:
 def contract_body(
     result: ContractResult, verification: RewardVerification, config: dict[str, Any]
 ) -> dict[str, Any]:
-    """The content of ``contract.json`` (contract.md §4).
+    """The content of ``contract.json`` (docs/contract.md §4).
 
     Args:
         result: the solved contract.

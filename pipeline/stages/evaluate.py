@@ -1,6 +1,6 @@
 """The ``evaluate`` stage: the paper's metrics, downstream training, β sweep, report.
 
-cgm.md §8. Reads every upstream file through its manifest, reads each reward file
+docs/cgm.md §8. Reads every upstream file through its manifest, reads each reward file
 back through ``data.torch_data.PartyDataset`` (as a user would) and writes
 ``evaluate/report.json``, ``report.md`` and the figures.
 """
@@ -23,15 +23,15 @@ from pipeline.stages.common import (
     read_reward_inputs,
     sampler_settings,
 )
-from rewards.evaluation import (
+from rewards.cgm.evaluation import (
     Reference,
     alpha_correlations,
     distribution_metrics,
     downstream_accuracy,
     sweep_summary,
 )
+from rewards.cgm.sampling import candidate_reference_sums, initial_state, sample_parties
 from rewards.metrics import pearson_or_none
-from rewards.sampling import candidate_reference_sums, initial_state, sample_parties
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def _beta_sweep(cfg, feats, cand_y, values, rewards, ref, pool, kw, progress) ->
         "kernel_precision": settings["kernel_precision"],
         "chunk_size": settings["chunk_size"],
     }
-    t = candidate_reference_sums(  # once for every β (cgm.md §8.3)
+    t = candidate_reference_sums(  # once for every β (docs/cgm.md §8.3)
         feats["candidates"], feats["reference"], values.lengthscale, **kernel
     )
     states = [

@@ -1,12 +1,12 @@
-"""The ``fl`` stage: federated learning with CGSV gradient rewards (cgsv.md).
+"""The ``fl`` stage: federated learning with CGSV gradient rewards (docs/cgsv.md).
 
 Reads the pool's party files and test set, keeps the pool's parties (``fl.split =
 "pool"``) or re-splits the training pool (``uniform``, ``powerlaw``,
 ``classimbalance``, through `data.splits.split_indices`), and runs CGSV (one run per
 β) with the FedAvg and Standalone baselines in lock-step on one batch-order table
-(`rewards.federated.simulate`, Xu et al., NeurIPS 2021). Writes ``fl/rounds.csv``,
-``fl/summary.json``, ``fl/sv_check.csv`` (cgsv.md §8, when
-``fl.sv_check``), the plots of cgsv.md §7 and ``fl/manifest.json`` last.
+(`rewards.cgsv.simulation.simulate`, Xu et al., NeurIPS 2021). Writes ``fl/rounds.csv``,
+``fl/summary.json``, ``fl/sv_check.csv`` (docs/cgsv.md §8, when
+``fl.sv_check``), the plots of docs/cgsv.md §7 and ``fl/manifest.json`` last.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from data.splits import split_indices
 from pipeline import manifest, paths
 from pipeline.config import FlConfig, RunConfig
 from pipeline.errors import UsageError
-from pipeline.figures import save_figure
+from pipeline.figures.save import save_figure
 from pipeline.stages.common import Pool, read_pool
+from rewards.cgsv.gradient import sv_check
+from rewards.cgsv.simulation import ROUND_COLUMNS, batch_order_table, simulate
 from rewards.classifiers import Preprocessor, build_classifier, resolve_classifier_kind
-from rewards.federated import ROUND_COLUMNS, batch_order_table, simulate
-from rewards.gradient import sv_check
 
 logger = logging.getLogger(__name__)
 
 TABLES = ("data", "fl")
-#: cgsv.md §5: ``lr = "auto"`` and ``lr_decay = "auto"`` per model.
+#: docs/cgsv.md §5: ``lr = "auto"`` and ``lr_decay = "auto"`` per model.
 AUTO_LR = {"cnn": 1e-3, "mlp": 1e-2}
 AUTO_LR_DECAY = {"cnn": 0.955, "mlp": 0.977}
 _IMAGE_SHAPES = ((28, 28), (1, 28, 28))
@@ -45,7 +45,7 @@ _IMAGE_SHAPES = ((28, 28), (1, 28, 28))
 def _fl_parties(
     f: FlConfig, pool: Pool, seed: np.random.SeedSequence
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The parties of cgsv.md §4: the pool's, or a re-split of the training pool."""
+    """The parties of docs/cgsv.md §4: the pool's, or a re-split of the training pool."""
     n_pool = len(pool.parties)
     if f.split == "pool":
         if f.n_parties not in (0, n_pool):
@@ -201,7 +201,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
 
 
 def _finite(obj: Any) -> Any:
-    """NaN (an undefined mean) becomes ``None`` for JSON (STYLE §5)."""
+    """NaN (an undefined mean) becomes ``None`` for JSON (docs/interface.md §5)."""
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -210,7 +210,7 @@ def _finite(obj: Any) -> Any:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> Path:
-    """Write ``rows`` as CSV through `manifest.atomic_write_text` (STYLE §5)."""
+    """Write ``rows`` as CSV through `manifest.atomic_write_text` (docs/interface.md §5)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns))
     writer.writeheader()
@@ -218,7 +218,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -
     return manifest.atomic_write_text(path, buf.getvalue())
 
 
-# --- Plots (cgsv.md §7) --------------------------------------------------------
+# --- Plots (docs/cgsv.md §7) --------------------------------------------------------
 
 
 def _series(rows: list[dict[str, Any]], method: str, beta: Any, key: str) -> dict:
@@ -232,7 +232,7 @@ def _series(rows: list[dict[str, Any]], method: str, beta: Any, key: str) -> dic
 def _plots(
     run_dir: Path, rows: list[dict[str, Any]], body: dict, sv_rows: list | None
 ) -> dict[str, Path]:
-    """Write the figures of cgsv.md §7 that apply to this run."""
+    """Write the figures of docs/cgsv.md §7 that apply to this run."""
     figures = {
         "accuracy": _accuracy_figure(rows, body),
         "r_q": _r_q_figure(rows, body["cgsv"]),

@@ -1,4 +1,4 @@
-"""The ``gan`` stage: synthetic candidates G (cgm.md §3).
+"""The ``gan`` stage: synthetic candidates G (docs/cgm.md §3).
 
 ``gan.source = "train"`` trains the conditional GAN on the pooled party data with
 Lightning and samples ``n_candidates`` labelled candidates; ``"file"`` reads the
@@ -95,7 +95,7 @@ def measure_quality(
     epochs: int,
     seed: int,
 ) -> tuple[dict[str, float | None], tuple[torch.nn.Module, Preprocessor]]:
-    """The quality figures of cgm.md §3.4 with our own feature extractor E."""
+    """The quality figures of docs/cgm.md §3.4 with our own feature extractor E."""
     model, pre = fit_classifier(real[0], real[1], n_classes, epochs=epochs, seed=seed)
     xc, yc = cand[0][:MAX_QUALITY_ROWS], cand[1][:MAX_QUALITY_ROWS]
     q: dict[str, float] = {

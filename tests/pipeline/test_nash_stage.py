@@ -1,4 +1,4 @@
-"""CLI tests of the ``nash`` stage on synthetic data (nash.md §5, §7)."""
+"""CLI tests of the ``nash`` stage on synthetic data (docs/nash.md §5, §7)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_files_and_manifest(finished):
 def test_metrics_csv_columns_and_rows(finished):
     # Execute
     rows = _rows(finished)
-    # Assert: 3 methods × 2 seeds × 2 epochs, with the columns of nash.md §5
+    # Assert: 3 methods × 2 seeds × 2 epochs, with the columns of docs/nash.md §5
     assert len(rows) == 12
     assert list(rows[0])[:7] == [
         "method",
@@ -74,7 +74,7 @@ def test_metrics_csv_columns_and_rows(finished):
     for r in rows:
         assert r["stage"] == ("1" if int(r["epoch"]) <= 1 else "2")
         if r["method"].startswith("nash-") and r["stage"] == "1":
-            # nash.md §7.3: stage-1 conflicts only in failed bargains
+            # docs/nash.md §7.3: stage-1 conflicts only in failed bargains
             assert float(r["conflict_rate"]) <= 1 - float(r["nbs_success_rate"])
         worst = min(float(r["auc_s0"]), float(r["auc_s1"]))
         assert float(r["worst_group_auc"]) == pytest.approx(worst)
@@ -104,7 +104,7 @@ def test_same_seed_same_metrics(finished, tmp_path):
     # Execute
     assert _nash(tmp_path / "b") == 0
 
-    # Assert: identical apart from the time column (nash.md §7.6)
+    # Assert: identical apart from the time column (docs/nash.md §7.6)
     def strip(rows):
         return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
 

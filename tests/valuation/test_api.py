@@ -1,4 +1,4 @@
-"""Tests of valuation/api.py and valuation/result.py (cgm.md §5, interface.md)."""
+"""Tests of valuation/api.py and valuation/result.py (docs/cgm.md §5, docs/interface.md)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_exact_values_are_consistent(seed: int) -> None:
     t = np.concatenate([*parties, pool])
     # Execute
     res = value_parties(parties, pool, lengthscale="auto", features="identity")
-    # Assert: efficiency (rel 1e-9, cgm.md §5.5) and every value by recomputation.
+    # Assert: efficiency (rel 1e-9, docs/cgm.md §5.5) and every value by recomputation.
     assert sum(res.shapley) == pytest.approx(res.v_grand, rel=1e-9)
     assert len(res.coalition_values) == 2**4 - 1
     for key, v in res.coalition_values.items():

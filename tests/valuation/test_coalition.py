@@ -1,4 +1,4 @@
-"""Tests of valuation/coalition.py (cgm.md §5.1, §5.2, §5.4)."""
+"""Tests of valuation/coalition.py (docs/cgm.md §5.1, §5.2, §5.4)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_block_values_equal_direct_recomputation(seed: int, n: int) -> None:
     kbar = kernel_block_sums([*parties, pool], 1.3, chunk_size=16)
     # Execute
     table = coalition_values_from_blocks(kbar, sizes)
-    # Assert: the acceptance criterion of cgm.md §5.4 (float64, rel 1e-9).
+    # Assert: the acceptance criterion of docs/cgm.md §5.4 (float64, rel 1e-9).
     assert table[0] == 0.0
     for mask in range(1, 1 << n):
         s = np.concatenate([parties[i] for i in sorted(members_of(mask))])
@@ -146,7 +146,7 @@ def test_v_with_pool_and_reference_equal_direct(seed: int) -> None:
     # Execute
     v_max = v_with_pool(kbar, sizes)
     k_tt = reference_value(kbar, sizes)
-    # Assert: rel 1e-9 as for every coalition value (cgm.md §5.4).
+    # Assert: rel 1e-9 as for every coalition value (docs/cgm.md §5.4).
     for i, p in enumerate(parties):
         direct = value_of_set(np.concatenate([p, pool]), t, 0.8)
         assert v_max[i] == pytest.approx(direct, rel=1e-9)
@@ -155,7 +155,7 @@ def test_v_with_pool_and_reference_equal_direct(seed: int) -> None:
 
 
 def test_shift_to_minus_mmd_changes_shapley_by_constant(seed: int) -> None:
-    # Prepare: w = −MMD_b²(S, T) on non-empty S, w(∅) = 0 (cgm.md §5.2).
+    # Prepare: w = −MMD_b²(S, T) on non-empty S, w(∅) = 0 (docs/cgm.md §5.2).
     rng = np.random.default_rng(seed)
     parties, pool = _random_parties(rng, 4, d=2)
     t = np.concatenate([*parties, pool])

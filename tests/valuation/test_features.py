@@ -1,4 +1,4 @@
-"""Tests of valuation/features.py (cgm.md §4)."""
+"""Tests of valuation/features.py (docs/cgm.md §4)."""
 
 from __future__ import annotations
 

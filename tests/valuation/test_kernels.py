@@ -1,4 +1,4 @@
-"""Tests of valuation/kernels.py (cgm.md §5.1, §5.4)."""
+"""Tests of valuation/kernels.py (docs/cgm.md §5.1, §5.4)."""
 
 from __future__ import annotations
 

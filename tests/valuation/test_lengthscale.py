@@ -1,4 +1,4 @@
-"""Tests of valuation/lengthscale.py (cgm.md §5.3)."""
+"""Tests of valuation/lengthscale.py (docs/cgm.md §5.3)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_found_lengthscale_is_smallest_valid(seed: int) -> None:
     parties, pool = _parties(seed)
     # Execute
     ell, (lo, hi) = find_lengthscale(parties, pool, chunk_size=25)
-    # Assert: checked by direct recomputation of every v(D_i) (cgm.md §5.3).
+    # Assert: checked by direct recomputation of every v(D_i) (docs/cgm.md §5.3).
     assert ell == hi
     assert ell - lo == pytest.approx(STEP, rel=1e-9)  # rounding of 20 midpoints
     assert np.all(_direct_values(parties, pool, ell) >= 0)
@@ -65,7 +65,7 @@ def test_singleton_values_equal_direct(seed: int) -> None:
     # Prepare
     parties, pool = _parties(seed)
     sums = SingletonSums(parties, pool, chunk_size=17)
-    # Execute / Assert: rel 1e-9 as for every coalition value (cgm.md §5.4).
+    # Execute / Assert: rel 1e-9 as for every coalition value (docs/cgm.md §5.4).
     np.testing.assert_allclose(
         sums.values(2.5), _direct_values(parties, pool, 2.5), rtol=1e-9
     )

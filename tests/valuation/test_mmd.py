@@ -1,4 +1,4 @@
-"""Tests of valuation/mmd.py (cgm.md §5.2, §8.1)."""
+"""Tests of valuation/mmd.py (docs/cgm.md §5.2, §8.1)."""
 
 from __future__ import annotations
 

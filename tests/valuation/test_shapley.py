@@ -1,4 +1,4 @@
-"""Tests of valuation/shapley.py (cgm.md §5.5, STYLE §10)."""
+"""Tests of valuation/shapley.py (docs/cgm.md §5.5)."""
 
 from __future__ import annotations
 

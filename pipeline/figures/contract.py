@@ -1,4 +1,4 @@
-"""The three figures of contract.md §4: menu, reward distributions, contributions.
+"""The three figures of docs/contract.md §4: menu, reward distributions, contributions.
 
 Formatting only, no math: everything drawn is read from a `ContractResult`. Figures are
 built on `matplotlib.figure.Figure` with the Agg canvas, so no pyplot state or global
@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rewards.contract import ContractResult
+from rewards.contract.solve import ContractResult
 
 __all__ = ["plot_contributions", "plot_menu", "plot_rewards"]
 

@@ -1,10 +1,10 @@
-"""Reward realisation: weighted sampling of candidates per party (cgm.md §7).
+"""Reward realisation: weighted sampling of candidates per party (docs/cgm.md §7).
 
 Tay, Xu, Foo, Low, "Incentivizing Collaboration in Machine Learning via Synthetic
 Data Rewards" (AAAI 2022), Algorithm 1: party i receives candidates one at a time,
 drawn without replacement from its own copy of the pool G with probability
 softmax(β·w), w the min–max scaled value gains, until v(D_i ⊎ R) reaches its reward
-value r_i (or the gains stall, or the pool runs out). v is the value of cgm.md §5.1,
+value r_i (or the gains stall, or the pool runs out). v is the value of docs/cgm.md §5.1,
 v(S) = S_XY(S) − S_X(S) against the reference T = D_1 ⊎ … ⊎ D_N ⊎ G.
 
 The fast path of §7.2 keeps the unnormalised sums A = Σ_{S×S} k, B = Σ_{S×T} k and
@@ -41,13 +41,13 @@ logger = logging.getLogger(__name__)
 
 StopReason = Literal["target", "stall", "exhausted"]
 
-# Stall limit L = ceil(0.1·n_G) (cgm.md §7.1, the reference code's patience).
+# Stall limit L = ceil(0.1·n_G) (docs/cgm.md §7.1, the reference code's patience).
 _STALL_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
 class InitialState:
-    """Unnormalised sums of a party's own data D_i (cgm.md §7.1).
+    """Unnormalised sums of a party's own data D_i (docs/cgm.md §7.1).
 
     Attributes:
         s: (n_G,) float64, s_c = Σ_{x∈D_i} k(c, x).
@@ -64,7 +64,7 @@ class InitialState:
 
 @dataclass(frozen=True)
 class SamplingResult:
-    """What one party receives (cgm.md §7.1, the datasets of §7.3).
+    """What one party receives (docs/cgm.md §7.1, the datasets of §7.3).
 
     Attributes:
         candidate_index: (n_rewards,) int64 candidate rows in the order of addition.
@@ -101,7 +101,7 @@ def candidate_reference_sums(
     device: str = "cpu",
     kernel_precision: str = "float64",
 ) -> NDArray[np.float64]:
-    """t_c = Σ_{y∈T} k(c, y) for every candidate c, once per run (cgm.md §7.2).
+    """t_c = Σ_{y∈T} k(c, y) for every candidate c, once per run (docs/cgm.md §7.2).
 
     The candidates are members of T, so t_c includes k(c, c) = 1.
 
@@ -151,7 +151,7 @@ def initial_state(
     device: str = "cpu",
     kernel_precision: str = "float64",
 ) -> InitialState:
-    """The sums s, A, B of party i's own data before any reward (cgm.md §7.1).
+    """The sums s, A, B of party i's own data before any reward (docs/cgm.md §7.1).
 
     Args:
         party_features: (n_i, d) party features D_i, n_i ≥ 1.
@@ -209,7 +209,7 @@ def sample_party(
     party_id: int | None = None,
     progress: bool = False,
 ) -> SamplingResult:
-    """Weighted sampling of one party's reward set, fast path (cgm.md §7.1–§7.2).
+    """Weighted sampling of one party's reward set, fast path (docs/cgm.md §7.1–§7.2).
 
     Per step: v'(c) = 2(B + t_c)/((m+1)·n_T) − (A + 2 s_c + 1)/(m+1)² for every
     available c; β = inf takes the argmax (ties → lowest index); otherwise the
@@ -299,7 +299,7 @@ def sample_parties(
     t: ArrayLike | None = None,
     states: Sequence[InitialState] | None = None,
 ) -> list[SamplingResult]:
-    """Sample every party's reward set (cgm.md §7.1–§7.2).
+    """Sample every party's reward set (docs/cgm.md §7.1–§7.2).
 
     t and each party's initial sums are computed once on ``kernel_device``; the
     additions then run either in ``workers`` processes (numpy, one party per task)
@@ -338,7 +338,7 @@ def sample_parties(
             ``parties``, ``targets`` and ``seeds``, or ``workers`` < 1.
         TypeError: if a seed is not an int or a SeedSequence.
     """
-    from valuation.kernels import resolve_device
+    from data.devices import resolve_device
 
     xs = [_features(f"parties[{i}]", p) for i, p in enumerate(parties)]
     g = _features("candidate_features", candidate_features)
@@ -537,7 +537,7 @@ def naive_sample_party(
 def direct_value(
     features: ArrayLike, reference: ArrayLike, lengthscale: float
 ) -> float:
-    """v(S) = S_XY(S) − S_X(S) straight from the kernel matrices (cgm.md §5.1).
+    """v(S) = S_XY(S) − S_X(S) straight from the kernel matrices (docs/cgm.md §5.1).
 
     Args:
         features: (m, d) the multiset S, m ≥ 1.
@@ -576,7 +576,7 @@ def _run_party(
     state: InitialState,
     progress: bool = False,
 ) -> SamplingResult:
-    """The loop of cgm.md §7.1 on running float64 sums (§7.2)."""
+    """The loop of docs/cgm.md §7.1 on running float64 sums (§7.2)."""
     n_g = g.shape[0]
     stall_limit = math.ceil(_STALL_FRACTION * n_g)
     inv_two_l2 = 1.0 / (2.0 * lengthscale**2)
@@ -667,7 +667,7 @@ def _kernel_column(
 ) -> NDArray[np.float64]:
     """k(G, g_c) from centred features gc and their squared norms g2.
 
-    Centring keeps ‖x‖² + ‖y‖² − 2x·y accurate (cgm.md §5.4); clamped at 0.
+    Centring keeps ‖x‖² + ‖y‖² − 2x·y accurate (docs/cgm.md §5.4); clamped at 0.
     """
     d2 = g2 + g2[c] - 2.0 * (gc @ gc[c])
     np.maximum(d2, 0.0, out=d2)
@@ -686,7 +686,7 @@ def _run_batched(
     device: torch.device,
     progress: bool = False,
 ) -> list[SamplingResult]:
-    """All parties at once: a float64 N × n_G state on ``device`` (cgm.md §7.2).
+    """All parties at once: a float64 N × n_G state on ``device`` (docs/cgm.md §7.2).
 
     Each running party follows `_run_party` step for step; the draws use the
     party's numpy generator on the CPU with the same probabilities.

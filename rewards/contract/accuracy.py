@@ -1,4 +1,4 @@
-"""Accuracy models a(x) of contract.md §1 and their first two derivatives.
+"""Accuracy models a(x) of docs/contract.md §1 and their first two derivatives.
 
 Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design for Collaborative
 Machine Learning" (AAAI 2025). The accuracy of a model trained on x data points is
@@ -8,7 +8,7 @@ Machine Learning" (AAAI 2025). The accuracy of a model trained on x data points 
 - ``"powerlaw"``: a(x) = max(0, a_max − κ x^{−γ}).
 
 Both are 0 up to their zero crossing x₀ and increasing and concave above it. The
-derivatives are set to 0 wherever a(x) = 0 (contract.md §1), so the flat region carries
+derivatives are set to 0 wherever a(x) = 0 (docs/contract.md §1), so the flat region carries
 a zero gradient: m = 0 is a spurious stationary point of the contract problem.
 
 The closed-form a'' of the authors' reference solver is about half the true value; the
@@ -51,7 +51,7 @@ def _positive_float(name: str, value: object) -> float:
 
 @runtime_checkable
 class AccuracyModel(Protocol):
-    """An accuracy curve a(x) with its derivatives (contract.md §1).
+    """An accuracy curve a(x) with its derivatives (docs/contract.md §1).
 
     ``value``, ``derivative`` and ``second_derivative`` take any array of data sizes x
     and return float64 arrays of the same shape, all three 0 where a(x) = 0.
@@ -102,7 +102,7 @@ def _sgb_parts(
 
 
 def sgb_accuracy(x: ArrayLike, *, a_opt: float = 1.0, k: float = 1.0) -> NDArray:
-    """Standard generalisation bound a(x) = max(0, a_opt − (s + 4)/√x) (contract.md §1).
+    """Standard generalisation bound a(x) = max(0, a_opt − (s + 4)/√x) (docs/contract.md §1).
 
     Args:
         x: data sizes, any shape.
@@ -179,14 +179,14 @@ def _sgb_zero_crossing(a_opt: float, k: float) -> float:
 
 @dataclass(frozen=True)
 class SGBAccuracy:
-    """The standard generalisation bound (contract.md §1, ``accuracy = "sgb"``).
+    """The standard generalisation bound (docs/contract.md §1, ``accuracy = "sgb"``).
 
     Attributes:
         a_opt: optimal accuracy a_opt > 0 (default 1.0).
         k: complexity constant k > 0 (default 1.0).
 
     Example:
-        >>> round(SGBAccuracy().zero_crossing, 5)  # contract.md §1: x₀ = 55.80715
+        >>> round(SGBAccuracy().zero_crossing, 5)  # docs/contract.md §1: x₀ = 55.80715
         55.80715
     """
 
@@ -223,7 +223,7 @@ class SGBAccuracy:
         return _sgb_derivative(x, self.a_opt, self.k)
 
     def second_derivative(self, x: ArrayLike) -> NDArray[np.float64]:
-        """a''(x) of contract.md §1, 0 where a(x) = 0."""
+        """a''(x) of docs/contract.md §1, 0 where a(x) = 0."""
         return _sgb_second_derivative(x, self.a_opt, self.k)
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,7 +234,7 @@ class SGBAccuracy:
 def powerlaw_accuracy(
     x: ArrayLike, *, a_max: float, kappa: float, exponent: float
 ) -> NDArray[np.float64]:
-    """Power-law accuracy a(x) = max(0, a_max − κ x^{−γ}) (contract.md §1).
+    """Power-law accuracy a(x) = max(0, a_max − κ x^{−γ}) (docs/contract.md §1).
 
     Args:
         x: data sizes, any shape.
@@ -257,7 +257,7 @@ def powerlaw_accuracy(
 
 @dataclass(frozen=True)
 class PowerLawAccuracy:
-    """Power-law learning curve (contract.md §1, ``accuracy = "powerlaw"``).
+    """Power-law learning curve (docs/contract.md §1, ``accuracy = "powerlaw"``).
 
     Attributes:
         a_max: asymptotic accuracy a_max > 0.
@@ -339,7 +339,7 @@ def make_accuracy(
     kappa: float | None = None,
     exponent: float | None = None,
 ) -> SGBAccuracy | PowerLawAccuracy:
-    """Build the accuracy model named by ``contract.accuracy`` (contract.md §4).
+    """Build the accuracy model named by ``contract.accuracy`` (docs/contract.md §4).
 
     Args:
         kind: ``"sgb"`` (uses ``a_opt``, ``k``) or ``"powerlaw"`` (needs ``a_max``,

@@ -1,9 +1,9 @@
-"""ρ-Shapley fair reward values and the (v*, ρ) LP of cgm.md §6.
+"""ρ-Shapley fair reward values and the (v*, ρ) LP of docs/cgm.md §6.
 
 Tay, Xu, Foo, Low, "Incentivizing Collaboration in Machine Learning via Synthetic
 Data Rewards" (AAAI 2022), §4, after Sim et al. (ICML 2020): party i's reward value
 is r_i = α_i^ρ · v*, where α_i = φ_i / max_j φ_j is the *normalised Shapley value*
-(not the CGSV decay of cgsv.md). With ``reward.rho = "auto"`` the pair (u = log v*, ρ)
+(not the CGSV decay of docs/cgsv.md). With ``reward.rho = "auto"`` the pair (u = log v*, ρ)
 solves a two-variable LP that is linear in log space (§6.1); with a fixed ρ, v* is the
 largest attainable value (§6.2).
 """
@@ -23,16 +23,16 @@ logger = logging.getLogger(__name__)
 
 Condition = Literal["stable", "individual"]
 
-# A lower bound ≤ 0 has no logarithm; the reference code (and cgm.md §6.1) uses 1e-7.
+# A lower bound ≤ 0 has no logarithm; the reference code (and docs/cgm.md §6.1) uses 1e-7.
 _LOWER_FLOOR = 1e-7
-# Weight of ρ in the objective u + 0.001·ρ (cgm.md §6.1).
+# Weight of ρ in the objective u + 0.001·ρ (docs/cgm.md §6.1).
 _RHO_WEIGHT = 1e-3
 # r_i is compared with lower_i up to rounding of exp/log at a binding LP constraint.
 _VIOLATION_RTOL = 1e-9
 
 
 class InfeasibleRewardError(ValueError):
-    """The LP of cgm.md §6.1 has no solution; the message is one line naming the pairs.
+    """The LP of docs/cgm.md §6.1 has no solution; the message is one line naming the pairs.
 
     Attributes:
         interval: the closed-form interval (with the pairs that set its ends).
@@ -45,7 +45,7 @@ class InfeasibleRewardError(ValueError):
 
 @dataclass(frozen=True)
 class RhoInterval:
-    """Closed-form feasible ρ interval of the LP (cgm.md §6.1).
+    """Closed-form feasible ρ interval of the LP (docs/cgm.md §6.1).
 
     A pair ``(i, j)`` means "party i's lower bound vs party j's v_max": the
     constraint log lower_i − ρ·log α_i ≤ log v_max_j − ρ·log α_j.
@@ -73,7 +73,7 @@ class RhoInterval:
 
 @dataclass(frozen=True)
 class RewardAllocation:
-    """The content of ``reward/rewards.json`` (interface.md, cgm.md §6.2).
+    """The content of ``reward/rewards.json`` (docs/interface.md, docs/cgm.md §6.2).
 
     Attributes:
         condition: ``"stable"`` or ``"individual"``: which lower bound was used.
@@ -110,7 +110,7 @@ class RewardAllocation:
 
 
 def reward_values(alpha: ArrayLike, rho: float, v_star: float) -> NDArray[np.float64]:
-    """ρ-Shapley fair reward values r_i = α_i^ρ · v* (cgm.md §6).
+    """ρ-Shapley fair reward values r_i = α_i^ρ · v* (docs/cgm.md §6).
 
     Args:
         alpha: (N,) normalised Shapley values α_i = φ_i / max φ, in (0, 1].
@@ -140,7 +140,7 @@ def rho_interval(alpha: ArrayLike, lower: ArrayLike, v_max: ArrayLike) -> RhoInt
     """Closed-form feasible interval [ρ_lo, ρ_hi] of the LP, with its binding pairs.
 
     Over all pairs (i, j) the constraint is ρ·(log α_j − log α_i) ≤ log v_max_j −
-    log lower_i (cgm.md §6.1). Lower bounds ≤ 0 are replaced by 1e-7 as in the LP.
+    log lower_i (docs/cgm.md §6.1). Lower bounds ≤ 0 are replaced by 1e-7 as in the LP.
 
     Args:
         alpha: (N,) α_i ∈ (0, 1].
@@ -170,7 +170,7 @@ def solve_rho(
     *,
     condition: Condition = "stable",
 ) -> RewardAllocation:
-    """Solve the (u = log v*, ρ) LP of cgm.md §6.1 with HiGHS.
+    """Solve the (u = log v*, ρ) LP of docs/cgm.md §6.1 with HiGHS.
 
     maximise u + 0.001·ρ subject to log lower_i ≤ u + ρ·log α_i ≤ log v_max_i for
     every party i and 0 ≤ ρ ≤ 1; then v* = e^u and r_i = α_i^ρ·v*. A lower bound
@@ -234,7 +234,7 @@ def fixed_rho(
     *,
     condition: Condition = "stable",
 ) -> RewardAllocation:
-    """Rewards for a fixed ρ (cgm.md §6.2): v* = min_i v_max_i / α_i^ρ.
+    """Rewards for a fixed ρ (docs/cgm.md §6.2): v* = min_i v_max_i / α_i^ρ.
 
     v* is the largest value that keeps every r_i = α_i^ρ·v* attainable. Parties
     whose lower bound then fails are listed in ``violations`` and in a warning;

@@ -1,12 +1,12 @@
-"""Tests of the Nash bargaining solver (nash.md §2, tests 1–6)."""
+"""Tests of the Nash bargaining solver (docs/nash.md §2, tests 1–6)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rewards.bargaining import nbs, nbs_objective, objective_change
-from rewards.gradient import aggregation_weights
+from rewards.cgsv.gradient import aggregation_weights
+from rewards.nash.bargaining import nbs, nbs_objective, objective_change
 
 
 def _gains(g: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -28,7 +28,7 @@ def test_k2_closed_form(seed, cos_target):
     cos = g1 @ g2 / (np.linalg.norm(g1) * np.linalg.norm(g2))
     # Execute
     r = nbs(g)
-    # Assert: α_k = 1/(‖g_k‖·√(1 + cos θ)) (nash.md §2 test 1); rtol 1e-9 from the spec
+    # Assert: α_k = 1/(‖g_k‖·√(1 + cos θ)) (docs/nash.md §2 test 1); rtol 1e-9 from the spec
     expected = 1.0 / (np.linalg.norm(g, axis=1) * np.sqrt(1.0 + cos))
     assert r.success
     assert r.reason == "converged"
@@ -51,7 +51,7 @@ def test_orthogonal_rows_give_inverse_norms():
 
 
 def test_collinear_rows_are_fine(seed):
-    # Prepare: [g, 2g], linearly dependent (nash.md §2 test 4)
+    # Prepare: [g, 2g], linearly dependent (docs/nash.md §2 test 4)
     g = np.random.default_rng(seed).normal(size=32)
     n = np.linalg.norm(g)
     # Execute
@@ -86,7 +86,7 @@ def test_matches_slow_generic_minimiser(seed):
 
 @pytest.mark.parametrize("k", [3, 5, 10, 20])
 def test_random_feasible_problems(seed, k):
-    # Prepare: G ~ N(0.5, 1), D = 512 (nash.md §2 test 2)
+    # Prepare: G ~ N(0.5, 1), D = 512 (docs/nash.md §2 test 2)
     for rep in range(5):
         g = np.random.default_rng([seed, k, rep]).normal(0.5, 1.0, size=(k, 512))
         m = g @ g.T
@@ -103,7 +103,7 @@ def test_random_feasible_problems(seed, k):
 
 
 def test_scale_equivariance_and_permutation(seed):
-    # Prepare (nash.md §2 test 5)
+    # Prepare (docs/nash.md §2 test 5)
     rng = np.random.default_rng(seed)
     g = rng.normal(0.5, 1.0, size=(6, 40))
     perm = rng.permutation(6)
@@ -121,7 +121,7 @@ def test_scale_equivariance_and_permutation(seed):
 
 @pytest.mark.parametrize("with_h", [False, True])
 def test_conflicting_gradients_fail(seed, with_h):
-    # Prepare: 0 ∈ conv{g, −g(, h)} (nash.md §2 test 3)
+    # Prepare: 0 ∈ conv{g, −g(, h)} (docs/nash.md §2 test 3)
     rng = np.random.default_rng(seed)
     g, h = rng.normal(size=(2, 50))
     rows = [g, -g, h] if with_h else [g, -g]
@@ -168,7 +168,7 @@ def test_bad_input(g, match):
 
 
 def test_ill_conditioned_float32_draws():
-    # Prepare: rows g, −0.9g + 0.1ξ, h, −0.95h + 0.05ξ2 (nash.md §2 test 6)
+    # Prepare: rows g, −0.9g + 0.1ξ, h, −0.95h + 0.05ξ2 (docs/nash.md §2 test 6)
     rng = np.random.default_rng(6)
     iterations = []
     for _ in range(2000):
@@ -197,7 +197,7 @@ def test_objective_change_matches_difference(seed):
     assert got == pytest.approx(expected, rel=1e-10)
 
 
-# --- use by the fl aggregator (nash.md §6) -----------------------------------
+# --- use by the fl aggregator (docs/nash.md §6) -----------------------------------
 
 
 def test_fl_aggregator_uses_nbs(seed):

@@ -1,4 +1,4 @@
-"""The complete-information benchmark of contract.md §3.
+"""The complete-information benchmark of docs/contract.md §3.
 
 Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design for Collaborative Machine
 Learning" (AAAI 2025). If types were observable, the coordinator would give everyone
@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from rewards.contract_accuracy import AccuracyModel
+from rewards.contract.accuracy import AccuracyModel
 
 __all__ = ["CompleteInformation", "complete_information", "joint_sizes_complete_info"]
 
@@ -71,7 +71,7 @@ def joint_sizes_complete_info(
     *,
     progress: bool = False,
 ) -> NDArray[np.float64]:
-    """X*(n), the largest root of h for every outcome (contract.md §3).
+    """X*(n), the largest root of h for every outcome (docs/contract.md §3).
 
     Args:
         outcomes: (n_outcomes, K) type counts.
@@ -86,7 +86,7 @@ def joint_sizes_complete_info(
         (n_outcomes,) float64 X*; Σ_j n_j m_j^res where h has no larger root.
 
     Example:
-        >>> from rewards.contract_accuracy import PowerLawAccuracy
+        >>> from rewards.contract.accuracy import PowerLawAccuracy
         >>> acc = PowerLawAccuracy(a_max=1.0, kappa=10.0, exponent=0.5)
         >>> # one type, c = 1/8, f = 0: X = 800·(1 − 10/√X), roots 152.8 and 400
         >>> joint_sizes_complete_info(np.array([[1]]), np.array([0.125]), np.zeros(1),
@@ -132,7 +132,7 @@ def complete_information(
     *,
     progress: bool = False,
 ) -> CompleteInformation:
-    """The complete-information benchmark, aggregated over outcomes (contract.md §3).
+    """The complete-information benchmark, aggregated over outcomes (docs/contract.md §3).
 
     Averaging runs over all n, including types absent from n (whose m_j(n) is
     hypothetical), as the reference does.

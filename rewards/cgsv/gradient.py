@@ -1,4 +1,4 @@
-"""Pure functions of the cosine gradient Shapley value (CGSV), cgsv.md §2, §5, §8, §9.
+"""Pure functions of the cosine gradient Shapley value (CGSV), docs/cgsv.md §2, §5, §8, §9.
 
 Source: Xu, Lyu, Ma, Miao, Foo, Low, "Gradient Driven Rewards to Guarantee Fairness in
 Collaborative Machine Learning", NeurIPS 2021. One round of §2 reads, in these
@@ -40,23 +40,23 @@ from valuation.shapley import exact_shapley
 
 logger = logging.getLogger(__name__)
 
-#: Added to ‖Δ‖ before dividing, so a zero update stays finite (cgsv.md §2 step 2).
+#: Added to ‖Δ‖ before dividing, so a zero update stays finite (docs/cgsv.md §2 step 2).
 UPLOAD_EPS = 1e-7
-#: Floor of the norms in a cosine (cgsv.md §2 step 5).
+#: Floor of the norms in a cosine (docs/cgsv.md §2 step 5).
 COSINE_EPS = 1e-10
-#: Floor of the importance r before renormalising (cgsv.md §2 step 6).
+#: Floor of the importance r before renormalising (docs/cgsv.md §2 step 6).
 IMPORTANCE_FLOOR = 1e-3
 #: Largest N for the 2^N value table of the cosine game (2^N × N float64 running sums).
 MAX_COSINE_GAME_PARTIES = 20
 
 AggregatorKind = Literal["cgsv", "fedavg", "nash"]
-#: ``nbs(G)`` of nash.md §2 for G = U (N, D) float64. Either a tuple ``(alpha, info)``
+#: ``nbs(G)`` of docs/nash.md §2 for G = U (N, D) float64. Either a tuple ``(alpha, info)``
 #: with ``alpha = None`` on failure, or an object with ``alpha`` and ``success``.
 NbsSolver = Callable[[NDArray[np.float64]], Any]
 
 
 def check_gamma(gamma: Any) -> float:
-    """Return Γ as a float if it is a finite number > 0 (cgsv.md §5).
+    """Return Γ as a float if it is a finite number > 0 (docs/cgsv.md §5).
 
     Args:
         gamma: the upload norm Γ.
@@ -79,7 +79,7 @@ def check_gamma(gamma: Any) -> float:
 
 
 def normalise_update(delta: Tensor, gamma: float) -> Tensor:
-    """Upload u = Γ · Δ / (‖Δ‖₂ + 1e-7) (cgsv.md §2 step 2).
+    """Upload u = Γ · Δ / (‖Δ‖₂ + 1e-7) (docs/cgsv.md §2 step 2).
 
     The rescaling is unconditional, so every non-zero upload has norm Γ (to 1e-7/‖Δ‖
     relative). A zero Δ gives u = 0 and a warning; the party then gets ψ = 0.
@@ -131,11 +131,11 @@ def aggregation_weights(
     *,
     nbs: NbsSolver | None = None,
 ) -> tuple[NDArray[np.float64], bool]:
-    """Server weights w of cgsv.md §2 step 3 and §5; Σ w = 1.
+    """Server weights w of docs/cgsv.md §2 step 3 and §5; Σ w = 1.
 
     - ``cgsv``: w = n/Σn in round 0, else w = r_{t−1}.
     - ``fedavg``: w = n/Σn in every round (CGSV rewards kept).
-    - ``nash``: w = α/Σα with α = nbs(U) (nash.md §2, §6), in every round; when the
+    - ``nash``: w = α/Σα with α = nbs(U) (docs/nash.md §2, §6), in every round; when the
       bargaining fails, the ``cgsv`` weights and ``nbs_failed = True``.
 
     Args:
@@ -144,7 +144,8 @@ def aggregation_weights(
         r: (N,) previous importance r_{t−1} (ignored in round 0 and by ``fedavg``).
         uploads: (N, D) uploads u_i (used only by ``nash``).
         round: the round t ≥ 0.
-        nbs: the bargaining solver for ``nash``; default ``rewards.bargaining.nbs``.
+        nbs: the bargaining solver for ``nash``; default
+            ``rewards.nash.bargaining.nbs``.
 
     Returns:
         (w, nbs_failed): (N,) float64 weights and whether the bargaining failed.
@@ -199,11 +200,11 @@ def _nbs_alpha(
 ) -> NDArray[np.float64] | None:
     if nbs is None:
         try:
-            from rewards.bargaining import nbs as default_nbs
+            from rewards.nash.bargaining import nbs as default_nbs
         except ImportError as e:
             raise ValueError(
                 "Argument `kind` is 'nash' but no solver is available: pass `nbs` or "
-                "provide rewards.bargaining.nbs (nash.md §2)"
+                "provide rewards.nash.bargaining.nbs (docs/nash.md §2)"
             ) from e
         nbs = default_nbs
     if isinstance(uploads, Tensor):
@@ -233,7 +234,7 @@ def _nbs_alpha(
 def cosine_contributions(
     uploads: Tensor | ArrayLike, aggregate: Tensor | ArrayLike
 ) -> NDArray:
-    """Contributions ψ_i = ⟨u_i, u_N⟩ / (max(‖u_i‖, ε) · max(‖u_N‖, ε)) (cgsv.md §2).
+    """Contributions ψ_i = ⟨u_i, u_N⟩ / (max(‖u_i‖, ε) · max(‖u_N‖, ε)) (docs/cgsv.md §2).
 
     Step 5, with ε = 1e-10. Computed in float64. A zero upload (or aggregate) gives
     ψ = 0 and a warning.
@@ -286,7 +287,7 @@ def _check_cosine_shapes(u_shape: tuple[int, ...], a_shape: tuple[int, ...]) -> 
 def update_importance(
     r: ArrayLike, psi: ArrayLike, alpha: float, floor: float = IMPORTANCE_FLOOR
 ) -> NDArray[np.float64]:
-    """Importance r ← normalise(max(α r_{t−1} + (1−α) ψ, floor)) (cgsv.md §2 step 6).
+    """Importance r ← normalise(max(α r_{t−1} + (1−α) ψ, floor)) (docs/cgsv.md §2 step 6).
 
     ``alpha`` here is the CGSV decay α of `fl.alpha`, not a normalised Shapley value.
     Mixing a normalised r with raw cosines is intended (the reference does it).
@@ -325,7 +326,7 @@ def update_importance(
 
 
 def reward_fractions(r: ArrayLike, beta: float) -> NDArray[np.float64]:
-    """q_i = tanh(β r_i) / max_j tanh(β r_j) ∈ (0, 1] (cgsv.md §2 step 7).
+    """q_i = tanh(β r_i) / max_j tanh(β r_j) ∈ (0, 1] (docs/cgsv.md §2 step 7).
 
     The top party gets q = 1; as β → ∞ (``inf`` allowed), q = 1 for everyone.
 
@@ -356,7 +357,7 @@ def reward_fractions(r: ArrayLike, beta: float) -> NDArray[np.float64]:
 
 
 def topk_count(q: float, n_entries: int) -> int:
-    """k_l = min(⌈q·n_l⌉, max(n_l − 1, 1)) of LayerTopK (cgsv.md §2).
+    """k_l = min(⌈q·n_l⌉, max(n_l − 1, 1)) of LayerTopK (docs/cgsv.md §2).
 
     ⌈·⌉ is taken of q·n_l·(1 − 1e-12), so that float round-up (0.3 · 10 =
     3.0000000000000004) does not add an entry.
@@ -376,7 +377,7 @@ def topk_count(q: float, n_entries: int) -> int:
 
 
 def layer_topk(update_by_layer: Sequence[Tensor], q: float) -> list[Tensor]:
-    """LayerTopK(u, q) of cgsv.md §2: per tensor, keep the entries with |u| ≥ τ_l.
+    """LayerTopK(u, q) of docs/cgsv.md §2: per tensor, keep the entries with |u| ≥ τ_l.
 
     τ_l is the k_l-th largest |u^l|, with k_l = `topk_count` (q, n_l). Ties at τ_l are
     kept, so more than k_l entries may survive. A one-entry tensor is always kept.
@@ -411,7 +412,7 @@ def layer_topk(update_by_layer: Sequence[Tensor], q: float) -> list[Tensor]:
 
 
 def flat_layer_topk(update: Tensor, sizes: Sequence[int], q: ArrayLike) -> Tensor:
-    """LayerTopK(u, q_i) for all parties at once on the flat vector (cgsv.md §2 step 8).
+    """LayerTopK(u, q_i) for all parties at once on the flat vector (docs/cgsv.md §2 step 8).
 
     The fast path of `layer_topk` used by the server: each layer's |u^l| is sorted
     once, τ_l(q_i) is read off at position k_l − 1 for every party, and the rewards
@@ -460,7 +461,7 @@ def flat_layer_topk(update: Tensor, sizes: Sequence[int], q: ArrayLike) -> Tenso
     return torch.where(mag >= tau_full, update, torch.zeros((), dtype=update.dtype))
 
 
-# --- The cosine game of cgsv.md §8 --------------------------------------------
+# --- The cosine game of docs/cgsv.md §8 --------------------------------------------
 
 
 def _check_u(u: ArrayLike) -> NDArray[np.float64]:
@@ -475,7 +476,7 @@ def _check_u(u: ArrayLike) -> NDArray[np.float64]:
 
 
 def cosine_game_values(U: ArrayLike) -> NDArray[np.float64]:
-    """Bitmask value table of v(S) = cos(Σ_{i∈S} u_i, u_N), u_N = Σ_i u_i (cgsv.md §8).
+    """Bitmask value table of v(S) = cos(Σ_{i∈S} u_i, u_N), u_N = Σ_i u_i (docs/cgsv.md §8).
 
     Built with incremental sums over the Gram matrix M = UUᵀ: adding party i to a
     coalition S' (all of whose members have lower index) gives
@@ -521,7 +522,7 @@ def cosine_game_values(U: ArrayLike) -> NDArray[np.float64]:
 
 
 def exact_shapley_cosine(U: ArrayLike) -> NDArray[np.float64]:
-    """Exact Shapley value φ of the cosine game of cgsv.md §8.
+    """Exact Shapley value φ of the cosine game of docs/cgsv.md §8.
 
     Builds the table of `cosine_game_values` and calls
     `valuation.shapley.exact_shapley`. Efficiency gives Σφ = v(grand) = 1, which is
@@ -559,7 +560,7 @@ def mc_shapley_cosine(
     *,
     seed: Seed,
 ) -> NDArray[np.float64]:
-    """Monte-Carlo Shapley value φ̄ of the cosine game over permutations (cgsv.md §8).
+    """Monte-Carlo Shapley value φ̄ of the cosine game over permutations (docs/cgsv.md §8).
 
     Averages marginal contributions v(P + i) − v(P) along K seeded random orders,
     computing each order's prefix sums in R^d as the authors do. When N! ≤ K all N!
@@ -609,7 +610,7 @@ def mc_shapley_cosine(
 
 
 def mc_permutations(eps: float = 0.1, delta: float = 0.1) -> int:
-    """K = ⌈ln(2/δ)/(2ε²)⌉ permutations for an (ε, δ) Hoeffding bound (cgsv.md §8).
+    """K = ⌈ln(2/δ)/(2ε²)⌉ permutations for an (ε, δ) Hoeffding bound (docs/cgsv.md §8).
 
     Args:
         eps: ε > 0.
@@ -632,7 +633,7 @@ def mc_permutations(eps: float = 0.1, delta: float = 0.1) -> int:
     return math.ceil(math.log(2.0 / delta) / (2.0 * eps * eps))
 
 
-# --- The exactness table of cgsv.md §8 ----------------------------------------
+# --- The exactness table of docs/cgsv.md §8 ----------------------------------------
 
 #: (N, d) settings: N = 5..10 at d = 1000, then d = 2^10..2^15 at N = 10.
 SV_CHECK_SETTINGS: tuple[tuple[int, int], ...] = tuple(
@@ -642,7 +643,7 @@ SV_CHECK_SETTINGS: tuple[tuple[int, int], ...] = tuple(
 
 @dataclass(frozen=True)
 class SvCheckRow:
-    """One row of ``fl/sv_check.csv``: means and stds over trials (cgsv.md §8).
+    """One row of ``fl/sv_check.csv``: means and stds over trials (docs/cgsv.md §8).
 
     L1/L2/Pearson compare the sum-1-normalised ψ (``psi_*``) and φ̄ (``mc_*``) with
     the normalised exact φ; ``*_cos_dist`` is the cosine distance 1 − cos(est, φ).
@@ -771,7 +772,7 @@ def sv_check(
     seed: Seed,
     progress: bool = False,
 ) -> list[SvCheckRow]:
-    """The exactness table of cgsv.md §8, one `SvCheckRow` per (N, d) setting.
+    """The exactness table of docs/cgsv.md §8, one `SvCheckRow` per (N, d) setting.
 
     Each setting gets its own child of ``SeedSequence(seed)`` (spawned in order), so
     a row does not depend on the other settings' trials (unlike the authors' running

@@ -1,21 +1,21 @@
-"""Optimal contracts with models as rewards, the library of contract.md.
+"""Optimal contracts with models as rewards, the library of docs/contract.md.
 
 Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design for Collaborative Machine
 Learning" (AAAI 2025), as its authors' reference solver computes it. A coordinator
 offers a menu (m_i, t_i), "bring m_i data points, receive a model worth t_i in
 expectation", to participants with private costs c_1 > … > c_K. `solve_contract`
-runs the whole of contract.md §1–§3:
+runs the whole of docs/contract.md §1–§3:
 
-1. reservation utilities f_i and m_i^res (§1, `contract_primitives`);
+1. reservation utilities f_i and m_i^res (§1, `rewards.contract.primitives`);
 2. exact enumeration of n ~ Multinomial(N, p) and the weights W_i(n) (§1);
 3. the first-moment problem FM from the pooling start, ``trust-constr`` with analytic
-   derivatives, simplified or full constraint set (§2, `contract_solver`);
+   derivatives, simplified or full constraint set (§2, `rewards.contract.solver`);
 4. proportional rewards r_i(n) for every outcome and the checks (§3,
-   `contract_rewards`);
+   `rewards.contract.recovery`);
 5. the complete-information benchmark and welfare figures (§3,
-   `contract_complete_info`).
+   `rewards.contract.complete_info`).
 
-Plots live in `rewards.contract_plots`. Costs that are not strictly decreasing are
+Plots live in `pipeline.figures.contract`. Costs that are not strictly decreasing are
 refused with a ValueError naming `costs` (never sorted: that would relabel the types).
 """
 
@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from rewards.contract_accuracy import (
+from rewards.contract.accuracy import (
     AccuracyModel,
     PowerLawAccuracy,
     SGBAccuracy,
     _positive_float,
     make_accuracy,
 )
-from rewards.contract_complete_info import CompleteInformation, complete_information
-from rewards.contract_primitives import (
+from rewards.contract.complete_info import CompleteInformation, complete_information
+from rewards.contract.primitives import (
     DEFAULT_MAX_OUTCOMES,
     _check_count,
     check_types,
@@ -46,8 +46,8 @@ from rewards.contract_primitives import (
     pooling_start,
     reservation_utilities,
 )
-from rewards.contract_rewards import ContractChecks, check_contract, recover_rewards
-from rewards.contract_solver import (
+from rewards.contract.recovery import ContractChecks, check_contract, recover_rewards
+from rewards.contract.solver import (
     CONSTRAINT_SETS,
     ConstraintSet,
     FirstMomentSolution,
@@ -69,7 +69,7 @@ logger = logging.getLogger(__name__)
 
 
 def binding_chain(m: ArrayLike, costs: ArrayLike, f: ArrayLike) -> NDArray[np.float64]:
-    """The t pinned by m through IR1 and the binding local IC chain (contract.md §2).
+    """The t pinned by m through IR1 and the binding local IC chain (docs/contract.md §2).
 
     t_1 = c_1 m_1 + f_1 and t_{i+1} = t_i + c_{i+1}(m_{i+1} − m_i).
 
@@ -96,7 +96,7 @@ def binding_chain(m: ArrayLike, costs: ArrayLike, f: ArrayLike) -> NDArray[np.fl
 
 @dataclass(frozen=True, eq=False)
 class ContractResult:
-    """Everything `contract.json` and the plots need (contract.md §4).
+    """Everything `contract.json` and the plots need (docs/contract.md §4).
 
     Per-type arrays have shape (K,); per-outcome arrays list outcomes in the order
     of `outcomes`. Values (t, f, u, …) are in value units v = V·a; ``rewards`` is
@@ -263,7 +263,7 @@ def solve_contract(
     m_start: ArrayLike | None = None,
     progress: bool = False,
 ) -> ContractResult:
-    """Solve the optimal contract of contract.md §1–§3 end to end.
+    """Solve the optimal contract of docs/contract.md §1–§3 end to end.
 
     Args:
         costs: (K,) private costs, > 0 and strictly decreasing (type 1 the dearest).

@@ -1,6 +1,6 @@
 """Primitives of the contract problem: types, outcomes, weights, reservation (§1).
 
-contract.md §1, after Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design
+docs/contract.md §1, after Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design
 for Collaborative Machine Learning" (AAAI 2025):
 
 - the type counts n ~ Multinomial(N, p), enumerated exactly over all C(N+K−1, K−1)
@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 from scipy.special import gammaln
 
-from rewards.contract_accuracy import AccuracyModel
+from rewards.contract.accuracy import AccuracyModel
 
 __all__ = [
     "DEFAULT_MAX_OUTCOMES",
@@ -36,13 +36,13 @@ __all__ = [
 ]
 
 DEFAULT_MAX_OUTCOMES = 2_000_000
-_PROB_SUM_TOL = 1e-9  # contract.md §1: Σp = 1 ± 1e-9
-_RESERVATION_UPPER = 1e9  # contract.md §1: scan [x₀, 10⁹]
+_PROB_SUM_TOL = 1e-9  # docs/contract.md §1: Σp = 1 ± 1e-9
+_RESERVATION_UPPER = 1e9  # docs/contract.md §1: scan [x₀, 10⁹]
 _GRID_POINTS = 2000  # log-grid resolution of the root scans (ratio ≈ 1.01 per step)
 
 
 def check_types(costs: ArrayLike, probs: ArrayLike) -> tuple[NDArray, NDArray]:
-    """Validate the type costs and priors (contract.md §1, §4).
+    """Validate the type costs and priors (docs/contract.md §1, §4).
 
     Args:
         costs: (K,) private marginal costs, finite, > 0 and strictly decreasing
@@ -96,7 +96,7 @@ def _check_count(name: str, value: object, minimum: int) -> int:
 
 
 def count_outcomes(n_participants: int, n_types: int) -> int:
-    """Number of type-count vectors, C(N + K − 1, K − 1) (contract.md §1).
+    """Number of type-count vectors, C(N + K − 1, K − 1) (docs/contract.md §1).
 
     Args:
         n_participants: N ≥ 1.
@@ -117,7 +117,7 @@ def count_outcomes(n_participants: int, n_types: int) -> int:
 def enumerate_outcomes(
     n_participants: int, n_types: int, *, max_outcomes: int = DEFAULT_MAX_OUTCOMES
 ) -> NDArray[np.int64]:
-    """All type-count vectors n with Σn = N, in lexicographic order (contract.md §1).
+    """All type-count vectors n with Σn = N, in lexicographic order (docs/contract.md §1).
 
     Built column by column without a Python loop over outcomes: the compositions of r
     into k parts are the first part i = 0..r followed by those of r − i into k − 1.
@@ -162,7 +162,7 @@ def enumerate_outcomes(
 
 
 def outcome_probabilities(outcomes: ArrayLike, probs: ArrayLike) -> NDArray[np.float64]:
-    """Multinomial probabilities P(n) from log-factorials (contract.md §1).
+    """Multinomial probabilities P(n) from log-factorials (docs/contract.md §1).
 
     Args:
         outcomes: (n_outcomes, K) non-negative integer counts, all with the same sum N.
@@ -185,7 +185,7 @@ def outcome_probabilities(outcomes: ArrayLike, probs: ArrayLike) -> NDArray[np.f
 def conditional_weights(
     outcomes: ArrayLike, outcome_probs: ArrayLike
 ) -> NDArray[np.float64]:
-    """W_i(n) = P(n)·1[n_i ≥ 1] / Σ_{n': n'_i ≥ 1} P(n') (contract.md §1).
+    """W_i(n) = P(n)·1[n_i ≥ 1] / Σ_{n': n'_i ≥ 1} P(n') (docs/contract.md §1).
 
     This is the paper's conditioning, not the size-biased P(n)·n_i/(N p_i).
 
@@ -230,7 +230,7 @@ def reservation_utilities(
         ``(f, m_res)``, two (K,) float64 arrays.
 
     Example:
-        >>> from rewards.contract_accuracy import SGBAccuracy
+        >>> from rewards.contract.accuracy import SGBAccuracy
         >>> f, m_res = reservation_utilities([0.02, 1.0], SGBAccuracy(), 100.0)
         >>> round(float(m_res[0]), 2), round(float(f[0]), 3), float(f[1])
         (715.64, 55.256, 0.0)
@@ -263,7 +263,7 @@ def pooling_start(
     accuracy: AccuracyModel,
     value_scale: float,
 ) -> float | None:
-    """The pooling contribution m₀ that starts the solver (contract.md §2).
+    """The pooling contribution m₀ that starts the solver (docs/contract.md §2).
 
     m₀ is the largest root of V·a(N·m) − c_1 m − f_1 on (0, (V·a_sup + 1)/c_1], found
     by a log-grid scan and ``brentq``: every type brings m₀ and gets the full joint
@@ -280,7 +280,7 @@ def pooling_start(
         m₀, or None when V·a(N·m) never reaches c_1 m + f_1 (no pooling contract).
 
     Example:
-        >>> from rewards.contract_accuracy import SGBAccuracy
+        >>> from rewards.contract.accuracy import SGBAccuracy
         >>> m0 = pooling_start([1.0, 0.4], [0.0, 0.0], 10, SGBAccuracy(), 100.0)
         >>> round(m0, 3)  # Scenario 2 of §5 pools every type at 69.053
         69.053

@@ -6,11 +6,12 @@ Kept apart from `pipeline.report` so that stages which only draw plots (``fl``,
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from data.atomic import atomic_path
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
@@ -25,11 +26,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
     Returns:
         ``path``.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
     FigureCanvasAgg(fig)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -1,4 +1,4 @@
-"""Two-stage fairness-aware meta-learning by Nash bargaining (nash.md §3).
+"""Two-stage fairness-aware meta-learning by Nash bargaining (docs/nash.md §3).
 
 Reproduces Zeng, Yang, Chen, Canton Ferrer, Jin, Jordan, Jia, "Fairness-Aware
 Meta-Learning via Nash Bargaining" (NeurIPS 2024), as its reference notebook runs it.
@@ -9,7 +9,7 @@ measured on a tiny validation set after a one-step lookahead:
     θ'(ε) = θ − η(Σ_i ε_i ∇ℓ_i(θ) + λθ + μ·buf).
 
 Stage 1 (epochs 1..T_bar) combines the players' rows by the Nash bargaining solution
-(:func:`rewards.bargaining.nbs`), h = Gᵀα, so every player improves to first order;
+(:func:`rewards.nash.bargaining.nbs`), h = Gᵀα, so every player improves to first order;
 stage 2 follows the method's objective (LtR, FORML or Meta-gDRO). The weights are
 w = relu(−h)/‖relu(−h)‖₂. Baselines: ERM, DRO (top-40 % losses) and the one-stage
 meta methods.
@@ -34,7 +34,7 @@ from torch.func import functional_call, grad, jacrev, vmap
 from tqdm.auto import tqdm
 
 from data.adult import N_LABELS, FairData
-from rewards.bargaining import nbs
+from rewards.nash.bargaining import nbs
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,9 @@ METHODS: tuple[str, ...] = (
     "nash-gdro",
 )
 OBJECTIVES: tuple[str, ...] = ("ltr", "forml", "gdro")
-#: DRO baseline: the step is on the sum of the top ⌊0.4·B⌋ losses (nash.md §3).
+#: DRO baseline: the step is on the sum of the top ⌊0.4·B⌋ losses (docs/nash.md §3).
 DRO_FRACTION = 0.4
-#: Hidden widths of the MLP (nash.md §3 "Model").
+#: Hidden widths of the MLP (docs/nash.md §3 "Model").
 HIDDEN = (128, 64)
 
 
@@ -84,7 +84,7 @@ def build_mlp(n_features: int, dropout: float) -> nn.Sequential:
 
 
 def validation_row_loss(logits: Tensor, y: Tensor, *, soft_f1: bool = True) -> Tensor:
-    """ℓ^val = CE(z, y) + σ(−2s/(1+s)) with s = σ(z_y) (nash.md §3).
+    """ℓ^val = CE(z, y) + σ(−2s/(1+s)) with s = σ(z_y) (docs/nash.md §3).
 
     The second term is the reference's soft-F1 surrogate; ``soft_f1=False`` drops it.
 
@@ -124,7 +124,7 @@ def block_means(values: Tensor, n_blocks: int) -> Tensor:
 
 @dataclass(frozen=True)
 class Lookahead:
-    """The real optimiser's step that the lookahead copies (nash.md §3).
+    """The real optimiser's step that the lookahead copies (docs/nash.md §3).
 
     Attributes:
         lr: η.
@@ -188,7 +188,7 @@ def hypergradients(
 
     One ``autograd.grad(Σ ε_i ℓ_i, θ, create_graph=True)``, the shifted parameters
     θ'(ε) = θ − η(∇_θ Σ ε_i ℓ_i + λθ + μ·buf), ``functional_call`` on the validation
-    set, then K gradients with respect to ε (nash.md §3 "Implementation"). Runs in
+    set, then K gradients with respect to ε (docs/nash.md §3 "Implementation"). Runs in
     eval mode (dropout off), so it is deterministic.
 
     Args:
@@ -241,7 +241,7 @@ def hypergradients_per_sample(
     *,
     soft_f1: bool = True,
 ) -> Tensor:
-    """The test oracle: G = −η Gv Pᵀ from per-sample gradients (nash.md §3).
+    """The test oracle: G = −η Gv Pᵀ from per-sample gradients (docs/nash.md §3).
 
     P (B×|θ|) holds ∇ℓ_i(θ) by ``vmap(grad(·))``, Gv (K×|θ|) holds ∇L_k(θ'₀) by
     ``jacrev`` at θ'₀ = θ − η(λθ + μ·buf). About 8× slower than
@@ -271,7 +271,7 @@ def hypergradients_per_sample(
     return -step.lr * gv @ pmat.T
 
 
-# --- directions (nash.md §3 table) -------------------------------------------
+# --- directions (docs/nash.md §3 table) -------------------------------------------
 
 
 def group_rows(g_cells: Tensor, n_groups: int) -> Tensor:
@@ -287,7 +287,7 @@ def group_rows(g_cells: Tensor, n_groups: int) -> Tensor:
 def objective_direction(
     objective: Objective, g_cells: Tensor, cell_losses: Tensor, n_groups: int
 ) -> Tensor:
-    """Direction h of the stage-2 objectives (nash.md §3 table).
+    """Direction h of the stage-2 objectives (docs/nash.md §3 table).
 
     - ``ltr``: mean of all cell rows (the hypergradient of the mean ℓ^val over V).
     - ``forml``: g_argmax − g_argmin of the group losses (F = max L_s − min L_s).
@@ -326,7 +326,7 @@ def objective_direction(
 
 
 def is_conflict(g_cells: Tensor, h: Tensor) -> bool:
-    """A batch is in conflict when min_k g_kᵀh ≤ 0 over the cell rows (nash.md §3).
+    """A batch is in conflict when min_k g_kᵀh ≤ 0 over the cell rows (docs/nash.md §3).
 
     Example:
         >>> g = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -352,7 +352,7 @@ def sample_weights(h: Tensor) -> Tensor | None:
 
 
 def stage_of(epoch: int, bargain_epochs: int) -> int:
-    """Stage 1 for epochs 1..T_bar, else 2 (nash.md §3 "Schedule").
+    """Stage 1 for epochs 1..T_bar, else 2 (docs/nash.md §3 "Schedule").
 
     Example:
         >>> [stage_of(e, 2) for e in (1, 2, 3)]
@@ -381,7 +381,7 @@ def meta_direction(
     n_groups: int,
     players: Players,
 ) -> Direction:
-    """Direction h of a meta method at a stage, with the NBS fallback (nash.md §3).
+    """Direction h of a meta method at a stage, with the NBS fallback (docs/nash.md §3).
 
     The NBS is solved for every meta batch (its success rate is reported for every
     meta method). ``nash-*`` in stage 1 use h = Gᵀα over the players; when the
@@ -438,7 +438,7 @@ def hard_auc(y: NDArray[np.int64], pred: NDArray[np.int64]) -> float:
 
 @dataclass(frozen=True)
 class GroupMetrics:
-    """Test metrics of one epoch (nash.md §5 ``metrics.csv``)."""
+    """Test metrics of one epoch (docs/nash.md §5 ``metrics.csv``)."""
 
     overall_auc: float
     worst_group_auc: float
@@ -475,7 +475,7 @@ def _predict(model: nn.Module, x: Tensor) -> NDArray[np.int64]:
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """One row of ``metrics.csv``: a (method, seed, epoch) (nash.md §5).
+    """One row of ``metrics.csv``: a (method, seed, epoch) (docs/nash.md §5).
 
     Attributes:
         method, seed, epoch, stage: identification (epoch from 1).
@@ -510,7 +510,7 @@ class EpochMetrics:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Plain hyper-parameters of one run (nash.md §3, §5)."""
+    """Plain hyper-parameters of one run (docs/nash.md §3, §5)."""
 
     epochs: int
     bargain_epochs: int
@@ -524,7 +524,7 @@ class TrainSettings:
 
 
 def auto_settings(dataset: str, sensitive: str) -> tuple[float, float, int]:
-    """(lr, dropout, batch_size) of nash.md §5 for ``"auto"``.
+    """(lr, dropout, batch_size) of docs/nash.md §5 for ``"auto"``.
 
     Example:
         >>> auto_settings("adult", "race")
@@ -587,7 +587,7 @@ def train_method(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     progress: bool = False,
 ) -> list[EpochMetrics]:
-    """Train one method with one seed and evaluate after every epoch (nash.md §3).
+    """Train one method with one seed and evaluate after every epoch (docs/nash.md §3).
 
     The global torch RNG is used (init, dropout) only inside ``fork_rng`` seeded with
     ``seed``; batches follow a ``torch.Generator`` seeded with ``seed``, so every
@@ -665,7 +665,7 @@ def _train_epoch(
     batches: torch.Generator,
     cfg: TrainSettings,
 ) -> dict:
-    """One epoch of nash.md §3's loop; returns the training fields of EpochMetrics."""
+    """One epoch of docs/nash.md §3's loop; returns the training fields of EpochMetrics."""
     t0 = time.perf_counter()
     x, y = train
     stage = stage_of(epoch, cfg.bargain_epochs)
@@ -715,7 +715,7 @@ def run_methods(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     progress: bool = False,
 ) -> list[EpochMetrics]:
-    """All (seed, method) runs in the order of nash.md §3: seeds outer, methods inner.
+    """All (seed, method) runs in the order of docs/nash.md §3: seeds outer, methods inner.
 
     Raises:
         ValueError: on an unknown method (before any training).

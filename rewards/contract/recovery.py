@@ -1,4 +1,4 @@
-"""From first moments to rewards, and the checks of contract.md §3.
+"""From first moments to rewards, and the checks of docs/contract.md §3.
 
 Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design for Collaborative Machine
 Learning" (AAAI 2025). Proportional assignment: for every outcome n with n_i ≥ 1 a
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from rewards.contract_accuracy import AccuracyModel
+from rewards.contract.accuracy import AccuracyModel
 
 __all__ = [
     "ContractChecks",
@@ -37,7 +37,7 @@ def recover_rewards(
     t_bar: NDArray,
     accuracy: AccuracyModel,
 ) -> NDArray[np.float64]:
-    """Proportional rewards r_i(n) = (t_i/t̄_i)·a(n·m) (contract.md §3).
+    """Proportional rewards r_i(n) = (t_i/t̄_i)·a(n·m) (docs/contract.md §3).
 
     The ratio is clipped to [0, 1]: a reward can never beat the joint model, even when
     the solver leaves t_i a rounding error above t̄_i (the first-moment check still
@@ -54,7 +54,7 @@ def recover_rewards(
         (K, n_outcomes) float64 accuracies r_i(n).
 
     Example:
-        >>> from rewards.contract_accuracy import PowerLawAccuracy
+        >>> from rewards.contract.accuracy import PowerLawAccuracy
         >>> acc = PowerLawAccuracy(a_max=1.0, kappa=10.0, exponent=0.5)
         >>> recover_rewards(np.array([[1, 1]]), np.array([100.0, 300.0]),
         ...                 np.array([25.0, 50.0]), np.array([50.0, 50.0]), acc)
@@ -91,7 +91,7 @@ def reward_expectations(
 
 @dataclass(frozen=True)
 class ContractChecks:
-    """The five checks of contract.md §3 and their worst slacks.
+    """The five checks of docs/contract.md §3 and their worst slacks.
 
     A slack ≥ 0 means the check holds exactly; a check passes when its worst slack is
     ≥ −tolerance (tolerance 1e-6·V, in value units; for monotonicity of m, in data
@@ -168,7 +168,7 @@ def check_contract(
     value_scale: float,
     tolerance: float | None = None,
 ) -> ContractChecks:
-    """Run the checks of contract.md §3 on the recovered rewards.
+    """Run the checks of docs/contract.md §3 on the recovered rewards.
 
     Args:
         outcomes: (n_outcomes, K) type counts.
@@ -180,7 +180,7 @@ def check_contract(
         f: (K,) reservation utilities.
         accuracy: the accuracy model a.
         value_scale: V.
-        tolerance: defaults to 1e-6·V (contract.md §3).
+        tolerance: defaults to 1e-6·V (docs/contract.md §3).
 
     Returns:
         The `ContractChecks`.
@@ -285,13 +285,13 @@ def verify_rewards(
         f: (K,) reservation utilities.
         accuracy: the accuracy model a.
         value_scale: V.
-        tolerance: defaults to 1e-6·V (contract.md §3).
+        tolerance: defaults to 1e-6·V (docs/contract.md §3).
 
     Returns:
         The `RewardVerification`.
 
     Example:
-        >>> from rewards.contract_accuracy import PowerLawAccuracy
+        >>> from rewards.contract.accuracy import PowerLawAccuracy
         >>> acc = PowerLawAccuracy(a_max=1.0, kappa=10.0, exponent=0.5)
         >>> out = np.array([[1, 1]])
         >>> r = np.array([[0.25], [0.5]])  # joint model a(400) = 0.5

@@ -1,4 +1,4 @@
-"""Tests for rewards/sampling.py (cgm.md §7)."""
+"""Tests for rewards/cgm/sampling.py (docs/cgm.md §7)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rewards.sampling import (
+from rewards.cgm.sampling import (
     InitialState,
     SamplingResult,
     candidate_reference_sums,
@@ -26,7 +26,7 @@ REL_SUMS = 1e-9
 
 
 def _problem(seed: int, n_g: int = 120, d: int = 3) -> dict:
-    """Two parties and a pool; T = D_0 ⊎ D_1 ⊎ G (cgm.md §1)."""
+    """Two parties and a pool; T = D_0 ⊎ D_1 ⊎ G (docs/cgm.md §1)."""
     rng = np.random.default_rng(seed)
     d0 = rng.normal(0.6, 1.0, size=(30, d))
     d1 = rng.normal(-0.4, 0.8, size=(20, d))
@@ -230,7 +230,7 @@ def test_beta_zero_is_uniform() -> None:
 
 def test_softmax_of_minmax_scaled_gains() -> None:
     # Prepare: two candidates, so w = (0, 1) whatever their values, and
-    # p(best) = e^β / (1 + e^β) (cgm.md §7.1: min–max scaling before β).
+    # p(best) = e^β / (1 + e^β) (docs/cgm.md §7.1: min–max scaling before β).
     g = np.array([[0.0], [3.0]])
     party = np.array([[0.1]])
     ref = np.vstack([party, g])
@@ -421,7 +421,7 @@ def test_unreachable_target_warns_with_gap(caplog: pytest.LogCaptureFixture) -> 
     # Prepare
     p = _problem(4)
     # Execute
-    with caplog.at_level(logging.WARNING, logger="rewards.sampling"):
+    with caplog.at_level(logging.WARNING, logger="rewards.cgm.sampling"):
         res = _all(p, [5.0, 5.0], math.inf, seeds=[0, 1])
     # Assert: no error; a warning per party naming the gap r_i − max value
     assert all(r.stop_reason in ("stall", "exhausted") for r in res)

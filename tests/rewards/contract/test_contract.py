@@ -1,4 +1,4 @@
-"""Tests of the contract library (contract.md; Wang, Wu, Liu, Low, AAAI 2025)."""
+"""Tests of the contract library (docs/contract.md; Wang, Wu, Liu, Low, AAAI 2025)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,9 @@ import pytest
 from scipy.optimize import brentq
 from scipy.stats import multinomial
 
-from rewards.contract import (
-    ContractResult,
-    PowerLawAccuracy,
-    SGBAccuracy,
-    binding_chain,
-    make_accuracy,
-    solve_contract,
-)
-from rewards.contract_complete_info import joint_sizes_complete_info
-from rewards.contract_plots import plot_contributions, plot_menu, plot_rewards
-from rewards.contract_primitives import (
+from pipeline.figures.contract import plot_contributions, plot_menu, plot_rewards
+from rewards.contract.complete_info import joint_sizes_complete_info
+from rewards.contract.primitives import (
     conditional_weights,
     count_outcomes,
     enumerate_outcomes,
@@ -30,8 +22,16 @@ from rewards.contract_primitives import (
     pooling_start,
     reservation_utilities,
 )
-from rewards.contract_rewards import recover_rewards
-from rewards.contract_solver import (
+from rewards.contract.recovery import recover_rewards
+from rewards.contract.solve import (
+    ContractResult,
+    PowerLawAccuracy,
+    SGBAccuracy,
+    binding_chain,
+    make_accuracy,
+    solve_contract,
+)
+from rewards.contract.solver import (
     expected_accuracy,
     expected_accuracy_gradient,
     expected_accuracy_hessian,
@@ -44,7 +44,7 @@ V = 100.0
 SGB = SGBAccuracy()
 POWER = PowerLawAccuracy(a_max=0.95, kappa=8.0, exponent=0.5)
 
-# contract.md §5 multi-type table: N = 10, K = 5, p_i = 0.2, SGB a_opt = k = 1, V = 100
+# docs/contract.md §5 multi-type table: N = 10, K = 5, p_i = 0.2, SGB a_opt = k = 1, V = 100
 SCENARIOS = {
     "scenario1": {
         "c": [0.2, 0.16, 0.12, 0.08, 0.04],
@@ -78,7 +78,7 @@ SCENARIOS = {
     },
 }
 
-# contract.md §5, two types: c = (0.02, 0.01).
+# docs/contract.md §5, two types: c = (0.02, 0.01).
 TWO_TYPE = [
     {
         "N": 10,
@@ -106,7 +106,7 @@ TWO_TYPE = [
     },
 ]
 
-# contract.md §5 acceptance tolerances (the table prints 2–3 decimals):
+# docs/contract.md §5 acceptance tolerances (the table prints 2–3 decimals):
 ATOL_VALUE = 0.01  # E[v(a)], t̄, f, u: absolute 0.01
 ATOL_T = 0.02  # t: absolute 0.02
 RTOL_M = 1e-3  # m and m_res: relative 1e-3
@@ -119,7 +119,7 @@ def test_sgb_zero_crossing_matches_spec():
     # Prepare / Execute
     x0 = SGB.zero_crossing
 
-    # Assert: contract.md §1 prints x₀ = 55.80715 (5 decimals)
+    # Assert: docs/contract.md §1 prints x₀ = 55.80715 (5 decimals)
     assert x0 == pytest.approx(55.80715, abs=5e-6)
     assert SGB.value(x0 * (1 - 1e-9)) == 0.0
     assert SGB.value(x0 * (1 + 1e-6)) > 0.0
@@ -149,7 +149,7 @@ def test_accuracy_derivatives_match_central_differences(model):
     fd1 = (model.value(x + h) - model.value(x - h)) / (2 * h)
     fd2 = (model.derivative(x + h) - model.derivative(x - h)) / (2 * h)
 
-    # Assert: contract.md §1 asks for relative error < 1e-5 (O(h²) truncation ≈ 1e-8)
+    # Assert: docs/contract.md §1 asks for relative error < 1e-5 (O(h²) truncation ≈ 1e-8)
     np.testing.assert_allclose(model.derivative(x), fd1, rtol=1e-5)
     np.testing.assert_allclose(model.second_derivative(x), fd2, rtol=1e-5)
 
@@ -189,7 +189,7 @@ def test_outcome_count_and_enumeration_match_itertools():
         # Assert
         assert count_outcomes(n, k) == len(slow) == fast.shape[0]
         assert [tuple(row) for row in fast.tolist()] == slow
-    assert count_outcomes(10, 5) == 1001  # contract.md §1
+    assert count_outcomes(10, 5) == 1001  # docs/contract.md §1
 
 
 def test_outcome_probabilities_match_scipy(seed):
@@ -383,7 +383,7 @@ def _slow_expectations(res: ContractResult) -> np.ndarray:
 
 def _assert_contract_holds(res: ContractResult) -> None:
     """Feasibility for every outcome and IR/IC for every type, recomputed slowly."""
-    tol = 1e-6 * V  # contract.md §3: tolerance 1e-6·V in value units
+    tol = 1e-6 * V  # docs/contract.md §3: tolerance 1e-6·V in value units
     joint = res.accuracy.value(res.outcomes @ res.m)
     for i in range(res.n_types):
         present = res.outcomes[:, i] >= 1
@@ -432,7 +432,7 @@ def test_multitype_table_scenario3():
     # Execute
     res = solve_contract(row["c"], [0.2] * 5, 10)
 
-    # Assert: IR binds for types 1, 3 and 5 (contract.md §5)
+    # Assert: IR binds for types 1, 3 and 5 (docs/contract.md §5)
     _assert_matches_table(res, row)
     _assert_contract_holds(res)
     np.testing.assert_allclose(res.rent[[0, 2, 4]], 0.0, atol=ATOL_VALUE)
@@ -551,14 +551,14 @@ def test_complete_info_joint_sizes_match_scalar_root_finding(model, seed):
 
 
 def test_start_at_zero_is_refused():
-    # Execute / Assert: m = 0 is a spurious stationary point (contract.md §2)
+    # Execute / Assert: m = 0 is a spurious stationary point (docs/contract.md §2)
     with pytest.raises(ValueError, match="m_start"):
         solve_contract([0.2, 0.1], [0.5, 0.5], 10, m_start=[0.0, 0.0])
 
 
 def test_no_pooling_contract_warns_and_uses_fallback_start(caplog):
     # Prepare: c_1 = 5 makes v(a(m)) < 5m for all m > 0 with one participant
-    caplog.set_level(logging.WARNING, logger="rewards.contract")
+    caplog.set_level(logging.WARNING, logger="rewards.contract.solve")
 
     # Execute
     res = solve_contract([5.0, 4.0], [0.5, 0.5], 1, complete_info=False)
@@ -590,7 +590,7 @@ def test_to_dict_is_json_ready_and_complete():
     # Execute
     d = json.loads(json.dumps(res.to_dict(), allow_nan=False))
 
-    # Assert: contract.md §4 fields
+    # Assert: docs/contract.md §4 fields
     assert d["n_outcomes"] == 7
     type_keys = ["cost", "prob", "m", "t", "t_bar", "f", "m_res", "u", "rent"]
     type_keys += ["m_ci", "u_ci"]

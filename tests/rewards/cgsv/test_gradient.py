@@ -1,4 +1,4 @@
-"""Tests of the pure CGSV functions (cgsv.md §2, §5, §8, §9)."""
+"""Tests of the pure CGSV functions (docs/cgsv.md §2, §5, §8, §9)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewards.gradient import (
+from rewards.cgsv.gradient import (
     aggregation_weights,
     cosine_contributions,
     cosine_game_values,
@@ -136,8 +136,8 @@ def test_nash_failure_falls_back_to_cgsv(caplog):
 
 
 def test_nash_without_solver_raises(monkeypatch):
-    # Prepare: make `import rewards.bargaining` fail
-    monkeypatch.setitem(sys.modules, "rewards.bargaining", None)
+    # Prepare: make `import rewards.nash.bargaining` fail
+    monkeypatch.setitem(sys.modules, "rewards.nash.bargaining", None)
     # Execute / Assert
     with pytest.raises(ValueError, match="nash"):
         aggregation_weights("nash", [1, 1], [0.5, 0.5], np.eye(2), 0)
@@ -191,7 +191,7 @@ def test_cosine_tensor_and_numpy_paths_match_loop(seed):
 
 
 def test_importance_equal_psi_gives_uniform():
-    # Prepare: cgsv.md §2 check, N = 5, r_{−1} = 0, ψ = 0.5
+    # Prepare: docs/cgsv.md §2 check, N = 5, r_{−1} = 0, ψ = 0.5
     # Execute
     r = update_importance(np.zeros(5), np.full(5, 0.5), 0.95)
     # Assert: 1e-15 is float64 rounding of 0.025/0.125
@@ -237,7 +237,7 @@ def test_importance_random_sums_to_one(seed):
     ],
 )
 def test_reward_fractions_worked_table(beta, expected):
-    # Prepare: cgsv.md §2 worked example
+    # Prepare: docs/cgsv.md §2 worked example
     r = np.array([0.05, 0.10, 0.15, 0.30, 0.40])
     # Execute
     q = reward_fractions(r, beta)
@@ -375,7 +375,7 @@ def test_mc_all_permutations_at_n5_equals_exact(seed):
     # Execute
     phi_mc = mc_shapley_cosine(u, 150, seed=seed)
     phi = exact_shapley_cosine(u)
-    # Assert: cgsv.md §8 band, L1 < 1e-9
+    # Assert: docs/cgsv.md §8 band, L1 < 1e-9
     assert np.abs(phi_mc - phi).sum() < 1e-9
 
 

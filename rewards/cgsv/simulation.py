@@ -1,7 +1,7 @@
-"""Federated gradient rewards (CGSV), FedAvg and Standalone (cgsv.md §2, §6, §9).
+"""Federated gradient rewards (CGSV), FedAvg and Standalone (docs/cgsv.md §2, §6, §9).
 
 Source: Xu, Lyu, Ma, Miao, Foo, Low, "Gradient Driven Rewards to Guarantee Fairness in
-Collaborative Machine Learning", NeurIPS 2021, with the departures of cgsv.md §3.
+Collaborative Machine Learning", NeurIPS 2021, with the departures of docs/cgsv.md §3.
 
 The code follows a Flower-like lifecycle, in process:
 
@@ -10,12 +10,12 @@ The code follows a Flower-like lifecycle, in process:
   ``fit(config) -> (u_i, n_i)`` trains E epochs, returns the Γ-normalised update and
   restores θ_i; ``apply_reward(g_i)`` adds the reward.
 - `GradientRewardStrategy` keeps θ_S (a flat vector), r and the round counter;
-  ``aggregate_round`` runs steps 3–8 of cgsv.md §2 with the pure functions of
-  `rewards.gradient`.
-- `FedAvgStrategy` is the FedAvg baseline of cgsv.md §6 (raw parameters, weights
+  ``aggregate_round`` runs steps 3–8 of docs/cgsv.md §2 with the pure functions of
+  `rewards.cgsv.gradient`.
+- `FedAvgStrategy` is the FedAvg baseline of docs/cgsv.md §6 (raw parameters, weights
   n_i/Σn); Standalone parties train alone (``FLParty.fit_standalone``).
 - `simulate` runs Standalone, FedAvg and one CGSV run per β in lock-step on the same
-  `batch_order_table`, streams the rows of ``rounds.csv`` (cgsv.md §7) through an
+  `batch_order_table`, streams the rows of ``rounds.csv`` (docs/cgsv.md §7) through an
   ``on_round`` callback and returns a `SimulationSummary`.
 
 Server work is vectorised on one flat float32 vector per party; models are copied only
@@ -38,9 +38,9 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from data.devices import resolve_device
 from data.seeding import Seed
-from rewards.classifiers import accuracy, check_no_buffers
-from rewards.gradient import (
+from rewards.cgsv.gradient import (
     COSINE_EPS,
     AggregatorKind,
     NbsSolver,
@@ -52,14 +52,14 @@ from rewards.gradient import (
     reward_fractions,
     update_importance,
 )
+from rewards.classifiers import accuracy, check_no_buffers
 from rewards.metrics import fairness, performance, reward_fairness
-from valuation.kernels import resolve_device
 
 logger = logging.getLogger(__name__)
 
 Baseline = Literal["standalone", "fedavg"]
 
-#: Columns of ``fl/rounds.csv`` in order (cgsv.md §7).
+#: Columns of ``fl/rounds.csv`` in order (docs/cgsv.md §7).
 ROUND_COLUMNS: tuple[str, ...] = (
     "round",
     "method",
@@ -78,7 +78,7 @@ ROUND_COLUMNS: tuple[str, ...] = (
     "round_time_s",
     "server_time_s",
 )
-#: Goal of cgsv.md §7: CGSV's median round is < 10 % slower than FedAvg's.
+#: Goal of docs/cgsv.md §7: CGSV's median round is < 10 % slower than FedAvg's.
 OVERHEAD_GOAL = 0.10
 #: warn when more than this fraction of a party's Δ_i is exactly 0 (float32 underflow)
 UNDERFLOW_WARN_FRACTION = 0.5
@@ -226,7 +226,7 @@ def layer_sizes(model: nn.Module) -> list[int]:
 def batch_order_table(
     sizes: Sequence[int], rounds: int, epochs: int, *, seed: Seed
 ) -> list[NDArray[np.int64]]:
-    """The shared batch orders of cgsv.md §3.3, drawn once for every method.
+    """The shared batch orders of docs/cgsv.md §3.3, drawn once for every method.
 
     Party i gets its own child generator (``Generator.spawn``), which draws one
     permutation of 0..n_i−1 per (round, epoch) in that order. So a longer run keeps the
@@ -267,7 +267,7 @@ def batch_order_table(
 
 
 class FLParty:
-    """A party of cgsv.md §2: θ_i, its SGD optimiser and LR scheduler, and its data.
+    """A party of docs/cgsv.md §2: θ_i, its SGD optimiser and LR scheduler, and its data.
 
     The party takes ownership of ``model`` (pass a copy of θ_0). The optimiser state
     never leaves the party.
@@ -279,7 +279,7 @@ class FLParty:
         y: (n_i,) integer labels.
         orders: (T, E, n_i) its rows of the `batch_order_table`.
         lr: SGD learning rate > 0.
-        lr_decay: ExponentialLR factor in (0, 1], stepped once per round (cgsv.md §3.2).
+        lr_decay: ExponentialLR factor in (0, 1], stepped once per round (docs/cgsv.md §3.2).
         batch_size: B ≥ 1; the last mini-batch of an epoch may be short.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
 
@@ -342,7 +342,7 @@ class FLParty:
         return flatten_parameters(self.model)
 
     def train_local(self, round: int, epochs: int) -> None:
-        """Run E epochs of SGD on D_i, one step per mini-batch (cgsv.md §2 step 1).
+        """Run E epochs of SGD on D_i, one step per mini-batch (docs/cgsv.md §2 step 1).
 
         Epoch e of round t uses ``orders[t, e]`` cut into mini-batches of B.
 
@@ -371,7 +371,7 @@ class FLParty:
                 self.optimizer.step()
 
     def fit(self, config: Mapping[str, Any]) -> tuple[Tensor, int]:
-        """One CGSV round of local work (cgsv.md §2 steps 1–2).
+        """One CGSV round of local work (docs/cgsv.md §2 steps 1–2).
 
         Snapshot θ_old, train E epochs, Δ = flat(θ_new) − flat(θ_old), restore θ_old,
         step the scheduler once, return u = Γ Δ/(‖Δ‖ + 1e-7).
@@ -403,7 +403,7 @@ class FLParty:
     def _warn_underflow(self, delta: Tensor, round: int) -> None:
         """Warn once when most of Δ_i is exactly 0: SGD steps below float32 resolution.
 
-        With the per-round decay of cgsv.md §3.2 the learning rate keeps shrinking, and
+        With the per-round decay of docs/cgsv.md §3.2 the learning rate keeps shrinking, and
         once lr·grad falls under half an ulp of θ most entries stop moving. The upload
         is rescaled to norm Γ regardless, so from then on it is mostly rounding, and ψ
         and r follow noise.
@@ -424,7 +424,7 @@ class FLParty:
             )
 
     def apply_reward(self, reward: Tensor) -> None:
-        """θ_i ← θ_i + g_i (cgsv.md §2 step 8): the party adds only its reward.
+        """θ_i ← θ_i + g_i (docs/cgsv.md §2 step 8): the party adds only its reward.
 
         Args:
             reward: (D,) g_i.
@@ -435,7 +435,7 @@ class FLParty:
         add_to_parameters(self.model, reward.to(self.device))
 
     def fit_standalone(self, config: Mapping[str, Any]) -> None:
-        """Standalone baseline round (cgsv.md §6): train E epochs, keep θ_i, step.
+        """Standalone baseline round (docs/cgsv.md §6): train E epochs, keep θ_i, step.
 
         Args:
             config: ``round`` and ``local_epochs``.
@@ -444,7 +444,7 @@ class FLParty:
         self.scheduler.step()
 
     def fit_fedavg(self, config: Mapping[str, Any]) -> tuple[Tensor, int]:
-        """FedAvg baseline round (cgsv.md §6): load θ_F, train E epochs, step.
+        """FedAvg baseline round (docs/cgsv.md §6): load θ_F, train E epochs, step.
 
         The party keeps its locally trained model (the one its fairness uses).
 
@@ -482,7 +482,7 @@ class RoundResult:
 
 
 class GradientRewardStrategy:
-    """The CGSV server of cgsv.md §2 and §9, with a Flower-like round lifecycle.
+    """The CGSV server of docs/cgsv.md §2 and §9, with a Flower-like round lifecycle.
 
     State: θ_S (flat float32), r (float64, r_{−1} = 0) and the round counter; with
     ``deliver_rewards_in_config`` also the pending rewards, which then travel in the
@@ -497,8 +497,8 @@ class GradientRewardStrategy:
         alpha: the CGSV decay 0 ≤ α < 1 (not a normalised Shapley value).
         beta: β > 0 (``inf`` allowed).
         local_epochs: E ≥ 1, sent in the configs.
-        aggregator: ``"cgsv"``, ``"fedavg"`` or ``"nash"`` (cgsv.md §5).
-        nbs: the solver for ``nash`` (default ``rewards.bargaining.nbs``).
+        aggregator: ``"cgsv"``, ``"fedavg"`` or ``"nash"`` (docs/cgsv.md §5).
+        nbs: the solver for ``nash`` (default ``rewards.nash.bargaining.nbs``).
         deliver_rewards_in_config: put g_i^(t) in round t+1's config.
 
     Raises:
@@ -578,7 +578,7 @@ class GradientRewardStrategy:
         round: int,
         uploads: Sequence[tuple[int, Tensor, int]],
     ) -> RoundResult:
-        """Steps 3–8 of cgsv.md §2 for one round.
+        """Steps 3–8 of docs/cgsv.md §2 for one round.
 
         Args:
             round: must equal the strategy's round counter.
@@ -651,7 +651,7 @@ class GradientRewardStrategy:
 
 
 class FedAvgStrategy:
-    """The FedAvg baseline server of cgsv.md §6: θ_F ← Σ_i (n_i/Σn) θ_i^new.
+    """The FedAvg baseline server of docs/cgsv.md §6: θ_F ← Σ_i (n_i/Σn) θ_i^new.
 
     Args:
         theta_0: (D,) flat θ_0; copied into θ_F.
@@ -723,7 +723,7 @@ class FedAvgStrategy:
 class CgsvRun:
     """Final results of one CGSV run (one β), the ``cgsv`` entries of summary.json.
 
-    ``reward_fairness`` = Pearson(acc^SA, final r) is our addition to cgsv.md §7: it
+    ``reward_fairness`` = Pearson(acc^SA, final r) is our addition to docs/cgsv.md §7: it
     asks whether the *allocation* follows contribution, which the accuracy-based
     ``fairness`` cannot resolve when the rewarded models differ by a few test rows.
     """
@@ -741,7 +741,7 @@ class CgsvRun:
 
 @dataclass(frozen=True)
 class Timing:
-    """Per-round wall times of cgsv.md §7 (medians over rounds; evaluation excluded).
+    """Per-round wall times of docs/cgsv.md §7 (medians over rounds; evaluation excluded).
 
     ``overhead`` = median CGSV round / median FedAvg round − 1; ``server_overhead`` =
     median CGSV server work (steps 2–8) / median FedAvg averaging − 1. ``None`` when
@@ -759,7 +759,7 @@ class Timing:
 
 @dataclass(frozen=True)
 class SimulationSummary:
-    """What `simulate` returns: the method results of ``fl/summary.json`` (cgsv.md §7).
+    """What `simulate` returns: the method results of ``fl/summary.json`` (docs/cgsv.md §7).
 
     ``standalone`` is ``{"test_acc": [...]}`` and ``fedavg`` is ``{"test_acc",
     "global_acc", "fairness", "performance"}``, or ``None`` when not run.
@@ -931,7 +931,7 @@ def simulate(
     on_round: Callable[[dict[str, Any]], None] | None = None,
     progress: bool = False,
 ) -> SimulationSummary:
-    """Run CGSV (one run per β) and the baselines in lock-step (cgsv.md §2, §6, §7).
+    """Run CGSV (one run per β) and the baselines in lock-step (docs/cgsv.md §2, §6, §7).
 
     Every method starts from θ_0 = ``init_model``, gives each party its own copy, SGD
     optimiser and scheduler, and reads the same batch-order table. In round t the
@@ -1196,7 +1196,7 @@ def _timing(times: Mapping[str, list[float]]) -> Timing:
     goal_met = None if overhead is None else overhead < OVERHEAD_GOAL
     if goal_met is False:
         logger.warning(
-            "CGSV round-time overhead %.1f%% misses the %.0f%% goal (cgsv.md §7)",
+            "CGSV round-time overhead %.1f%% misses the %.0f%% goal (docs/cgsv.md §7)",
             100 * overhead,  # type: ignore[operator]
             100 * OVERHEAD_GOAL,
         )

@@ -1,4 +1,4 @@
-"""The Nash bargaining solution (NBS) over K gradient vectors, nash.md §2.
+"""The Nash bargaining solution (NBS) over K gradient vectors, docs/nash.md §2.
 
 Player k has gradient g_k ∈ R^D; G is the K×D matrix with rows g_k and M = GGᵀ. The
 NBS direction is d ∝ Gᵀα, where α > 0 solves M α = 1/α (elementwise), so that every
@@ -22,19 +22,19 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-#: Convergence tolerance on relres(a) = max_k |a_k (M̃a)_k − 1| (nash.md §2 step 1).
+#: Convergence tolerance on relres(a) = max_k |a_k (M̃a)_k − 1| (docs/nash.md §2 step 1).
 RELRES_TOL = 1e-10
-#: relres accepted when Newton stalls at float precision (nash.md §2 step 4).
+#: relres accepted when Newton stalls at float precision (docs/nash.md §2 step 4).
 RELRES_STALL_TOL = 1e-6
-#: Newton iteration limit (nash.md §2).
+#: Newton iteration limit (docs/nash.md §2).
 MAX_ITERATIONS = 100
-#: Armijo constant of the backtracking line search (nash.md §2 step 3).
+#: Armijo constant of the backtracking line search (docs/nash.md §2 step 3).
 ARMIJO_C = 1e-4
-#: Smallest step length tried by the line search (nash.md §2 step 3).
+#: Smallest step length tried by the line search (docs/nash.md §2 step 3).
 MIN_STEP = 1e-12
-#: A step with max_k |s p_k / a_k| below this is negligible (nash.md §2 step 4).
+#: A step with max_k |s p_k / a_k| below this is negligible (docs/nash.md §2 step 4).
 NEGLIGIBLE_STEP = 1e-12
-#: An iterate above this means f is unbounded below: 0 ∈ conv{g_k} (nash.md §2 step 5).
+#: An iterate above this means f is unbounded below: 0 ∈ conv{g_k} (docs/nash.md §2 step 5).
 UNBOUNDED_ALPHA = 1e8
 
 
@@ -62,7 +62,7 @@ class NbsResult:
 
 
 def nbs_objective(a: NDArray[np.float64], m: NDArray[np.float64]) -> float:
-    """f(a) = ½ aᵀMa − Σ_k log a_k (nash.md §2, "Characterisation").
+    """f(a) = ½ aᵀMa − Σ_k log a_k (docs/nash.md §2, "Characterisation").
 
     Args:
         a: (K,) float64, a > 0.
@@ -79,7 +79,7 @@ def nbs_objective(a: NDArray[np.float64], m: NDArray[np.float64]) -> float:
 
 
 def relative_residual(a: NDArray[np.float64], m: NDArray[np.float64]) -> float:
-    """relres(a) = max_k |a_k (Ma)_k − 1|, the scale-free residual of nash.md §2.
+    """relres(a) = max_k |a_k (Ma)_k − 1|, the scale-free residual of docs/nash.md §2.
 
     Args:
         a: (K,) float64.
@@ -129,7 +129,7 @@ def objective_change(
 
     f(a + δ) − f(a) = δᵀMa + ½ δᵀMδ − Σ_k log1p(δ_k/a_k). Subtracting two values of f
     loses everything below ~1e-16·|f|, so near the optimum (where the decrease is
-    ~relres²) the Armijo test of nash.md §2 step 3 would fail at float precision and
+    ~relres²) the Armijo test of docs/nash.md §2 step 3 would fail at float precision and
     stall Newton on well-conditioned problems; this form keeps full relative accuracy.
 
     Args:
@@ -158,7 +158,7 @@ def _backtrack(
     ma: NDArray[np.float64],
     slope: float,
 ) -> float | None:
-    """Armijo backtracking s = 1, ½, ¼, … ≥ 1e-12 (nash.md §2 step 3).
+    """Armijo backtracking s = 1, ½, ¼, … ≥ 1e-12 (docs/nash.md §2 step 3).
 
     Returns:
         The first s with a + sp > 0 and f(a + sp) ≤ f(a) + 1e-4·s·∇fᵀp, or None.
@@ -175,7 +175,7 @@ def _backtrack(
 
 
 def nbs(g: ArrayLike) -> NbsResult:
-    """Nash bargaining weights α of K gradients: GGᵀα = 1/α (nash.md §2).
+    """Nash bargaining weights α of K gradients: GGᵀα = 1/α (docs/nash.md §2).
 
     Damped Newton on f(a) = ½ aᵀM̃a − Σ log a with M̃ = GGᵀ/‖GGᵀ‖_F, started at
     a = 1/√trace(M̃)·1; α = a/√‖GGᵀ‖_F then solves the unnormalised system, so

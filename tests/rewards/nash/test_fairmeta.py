@@ -1,4 +1,4 @@
-"""Tests of the two-stage fairness-aware meta-learning (nash.md §3)."""
+"""Tests of the two-stage fairness-aware meta-learning (docs/nash.md §3)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from data.adult import synthetic_fair
-from rewards.bargaining import nbs
-from rewards.fairmeta import (
+from rewards.nash.bargaining import nbs
+from rewards.nash.fairmeta import (
     METHODS,
     EpochMetrics,
     GroupMetrics,
@@ -85,7 +85,7 @@ def test_hypergradient_routes_agree(seed, with_buffers, soft_f1, dropout):
     g_oracle = hypergradients_per_sample(
         model, x, y, x_val, y_val, 4, step, soft_f1=soft_f1
     )
-    # Assert: nash.md §3 says the routes agree to 1e-10 in float64
+    # Assert: docs/nash.md §3 says the routes agree to 1e-10 in float64
     assert g_fast.shape == (4, 6)
     torch.testing.assert_close(g_fast, g_oracle, rtol=1e-10, atol=1e-12)
 
@@ -164,7 +164,7 @@ def test_conflict_and_weights():
 
 
 def test_stage_schedule_gives_t_bar_bargaining_epochs():
-    # The reference's strict `ep < T_bar` gave T_bar − 1 epochs (nash.md §3)
+    # The reference's strict `ep < T_bar` gave T_bar − 1 epochs (docs/nash.md §3)
     assert [stage_of(e, 3) for e in range(1, 6)] == [1, 1, 1, 2, 2]
     assert [stage_of(e, 0) for e in range(1, 3)] == [2, 2]
 

@@ -1,4 +1,4 @@
-"""Tests for rewards/allocation.py (cgm.md §6)."""
+"""Tests for rewards/cgm/allocation.py (docs/cgm.md §6)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from rewards.allocation import (
+from rewards.cgm.allocation import (
     InfeasibleRewardError,
     fixed_rho,
     reward_values,
@@ -259,7 +259,7 @@ def test_fixed_rho_reports_violations(caplog: pytest.LogCaptureFixture) -> None:
     # Prepare: ρ = ½, v* = min(1/1, 0.5/0.5) = 1, r_1 = 0.5 < lower_1 = 0.9
     alpha, lower, v_max = [1.0, 0.25], [0.3, 0.9], [1.0, 0.5]
     # Execute
-    with caplog.at_level(logging.WARNING, logger="rewards.allocation"):
+    with caplog.at_level(logging.WARNING, logger="rewards.cgm.allocation"):
         res = fixed_rho(alpha, lower, lower, v_max, 0.5, condition="individual")
     # Assert
     assert res.v_star == pytest.approx(1.0, rel=1e-15)

@@ -1,4 +1,4 @@
-"""The first-moment problem (FM) of contract.md §2, solved with ``trust-constr``.
+"""The first-moment problem (FM) of docs/contract.md §2, solved with ``trust-constr``.
 
 Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design for Collaborative Machine
 Learning" (AAAI 2025). Over x = (m, t) ∈ R^{2K}, maximise Φ(m) = Σ_n P(n)·a(n·m)
@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import Bounds, LinearConstraint, NonlinearConstraint, minimize
 
-from rewards.contract_accuracy import AccuracyModel
+from rewards.contract.accuracy import AccuracyModel
 
 __all__ = [
     "ConstraintSet",
@@ -43,13 +43,13 @@ logger = logging.getLogger(__name__)
 
 ConstraintSet = Literal["simplified", "full"]
 CONSTRAINT_SETS: tuple[str, ...] = ("simplified", "full")
-SUCCESS_VIOLATION = 1e-8  # contract.md §2: success needs a violation ≤ 1e-8
+SUCCESS_VIOLATION = 1e-8  # docs/contract.md §2: success needs a violation ≤ 1e-8
 
 
 def expected_accuracy(
     m: NDArray, outcomes: NDArray, outcome_probs: NDArray, accuracy: AccuracyModel
 ) -> float:
-    """Φ(m) = Σ_n P(n)·a(n·m), the expected joint accuracy (contract.md §2).
+    """Φ(m) = Σ_n P(n)·a(n·m), the expected joint accuracy (docs/contract.md §2).
 
     Args:
         m: (K,) contributions per type.
@@ -61,7 +61,7 @@ def expected_accuracy(
         Φ(m).
 
     Example:
-        >>> from rewards.contract_accuracy import PowerLawAccuracy
+        >>> from rewards.contract.accuracy import PowerLawAccuracy
         >>> acc = PowerLawAccuracy(a_max=1.0, kappa=10.0, exponent=0.5)
         >>> expected_accuracy(np.array([100.0, 300.0]), np.array([[1, 0], [0, 1]]),
         ...                   np.array([0.5, 0.5]), acc)  # (0 + (1 − 10/√300))/2
@@ -125,7 +125,7 @@ def max_reward_values(
         (K,) t̄.
 
     Example:
-        >>> from rewards.contract_accuracy import PowerLawAccuracy
+        >>> from rewards.contract.accuracy import PowerLawAccuracy
         >>> acc = PowerLawAccuracy(a_max=1.0, kappa=10.0, exponent=0.5)
         >>> max_reward_values(np.array([400.0]), np.array([[1]]), np.array([[1.0]]),
         ...                   acc, 100.0)  # 100·(1 − 10/20)
@@ -185,7 +185,7 @@ def max_reward_values_hessian(
 def linear_constraints(
     costs: NDArray, f: NDArray, constraints: ConstraintSet
 ) -> LinearConstraint:
-    """The linear rows of FM over x = (m, t) (contract.md §2).
+    """The linear rows of FM over x = (m, t) (docs/contract.md §2).
 
     ``"simplified"``: M (m_i − m_{i+1} ≤ 0), IC (t_{i+1} − c_{i+1}m_{i+1} − t_i +
     c_{i+1}m_i = 0), IR1 (t_1 − c_1 m_1 = f_1), IR (t_i − c_i m_i ≥ f_i, i ≥ 2).

@@ -1,4 +1,4 @@
-"""Evaluation of synthetic-data rewards (cgm.md §8; Tay et al., AAAI 2022, §6).
+"""Evaluation of synthetic-data rewards (docs/cgm.md §8; Tay et al., AAAI 2022, §6).
 
 Per party, compares X = D_i (before) and X = D_i ⊎ R_i (after) with the reference
 T in feature space (unbiased MMD², k-NN KL, Gaussian W2, class imbalance, |R_i|),
@@ -22,7 +22,7 @@ from valuation.mmd import kernel_sum, unbiased_mmd2_from_sums
 
 logger = logging.getLogger(__name__)
 
-#: The distribution metrics of cgm.md §8.1, in report order.
+#: The distribution metrics of docs/cgm.md §8.1, in report order.
 METRICS = ("mmd2", "knn_kl", "w2", "class_imbalance", "n_rewards")
 
 
@@ -51,7 +51,7 @@ def distribution_metrics(
     chunk_size: int = 4096,
     device: str = "cpu",
 ) -> dict[str, float]:
-    """The metrics of cgm.md §8.1 for one set X ⊂ T.
+    """The metrics of docs/cgm.md §8.1 for one set X ⊂ T.
 
     Args:
         x: (m, d) features of X (m ≥ 7 for the k-NN estimator).
@@ -146,7 +146,7 @@ def downstream_accuracy(
 ) -> dict[str, float]:
     """Accuracy on the test set of a classifier trained on D_i vs on D_i ⊎ R_i.
 
-    Both runs use the same seeded initialisation and shuffling seed (cgm.md §8.2),
+    Both runs use the same seeded initialisation and shuffling seed (docs/cgm.md §8.2),
     Adam 1e-3, batch 64; each fits its input standardisation on its own training
     data, as a user would.
 

@@ -1,4 +1,4 @@
-"""Tests of the federated CGSV loop, FedAvg and Standalone (cgsv.md §2, §6, §7, §9)."""
+"""Tests of the federated CGSV loop, FedAvg and Standalone (docs/cgsv.md §2, §6, §7, §9)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rewards.classifiers import build_classifier
-from rewards.federated import (
+from rewards.cgsv.gradient import normalise_update
+from rewards.cgsv.simulation import (
     ROUND_COLUMNS,
     FedAvgStrategy,
     FLParty,
@@ -23,7 +23,7 @@ from rewards.federated import (
     layer_sizes,
     simulate,
 )
-from rewards.gradient import normalise_update
+from rewards.classifiers import build_classifier
 
 TIMING_COLUMNS = ("round_time_s", "server_time_s")
 
@@ -121,7 +121,7 @@ def test_scheduler_steps_once_per_round(seed):
     # Execute: two rounds of three epochs each
     for t in range(2):
         party.fit({"round": t, "local_epochs": 3, "gamma": 1.0})
-    # Assert: lr · decay^rounds, not decay^epochs (cgsv.md §3.2)
+    # Assert: lr · decay^rounds, not decay^epochs (docs/cgsv.md §3.2)
     assert party.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)
 
 
@@ -132,7 +132,7 @@ def test_underflowing_updates_warn_once(seed, caplog):
     tiny = _party(_model(), parties[0], orders, lr=1e-12, decay=1.0)
     normal = _party(_model(), parties[0], orders, party_id=1)
     # Execute
-    with caplog.at_level("WARNING", logger="rewards.federated"):
+    with caplog.at_level("WARNING", logger="rewards.cgsv.simulation"):
         for t in range(2):
             tiny.fit({"round": t, "local_epochs": 1, "gamma": 0.5})
             normal.fit({"round": t, "local_epochs": 1, "gamma": 0.5})
@@ -172,7 +172,7 @@ def test_party_refuses_buffers():
         )
 
 
-# --- GradientRewardStrategy: one round by hand (STYLE §10) -----------------------
+# --- GradientRewardStrategy: one round by hand -----------------------
 
 
 def test_one_cgsv_round_by_hand():
@@ -268,7 +268,7 @@ def test_nash_aggregator_with_stub_solver():
 
 
 def test_rewards_travel_in_next_config():
-    # Prepare: the Flower mode of cgsv.md §9
+    # Prepare: the Flower mode of docs/cgsv.md §9
     strategy = _two_party_strategy(deliver_rewards_in_config=True)
     ups = [(0, torch.tensor([1.0, 0.0]), 1), (1, torch.tensor([0.0, 1.0]), 1)]
     # Execute
@@ -282,7 +282,7 @@ def test_rewards_travel_in_next_config():
 
 
 def test_party_model_is_theta0_plus_rewards(seed):
-    # Prepare: θ_i after T rounds = θ_0 + Σ_t g_i^(t) (cgsv.md §2 step 8)
+    # Prepare: θ_i after T rounds = θ_0 + Σ_t g_i^(t) (docs/cgsv.md §2 step 8)
     parties_data, _ = _tiny_data(seed)
     init = _model()
     theta_0 = flatten_parameters(init)
@@ -408,7 +408,7 @@ def test_simulate_beta_huge_gives_everyone_the_same_model(seed):
     for t in range(3):
         accs = {r["test_acc"] for r in cg if r["round"] == t}
         assert len(accs) == 1
-    assert summary.cgsv[0].fairness is None  # zero variance → null (cgsv.md §7)
+    assert summary.cgsv[0].fairness is None  # zero variance → null (docs/cgsv.md §7)
 
 
 def test_simulate_seed_pair(seed, seed_alt):
@@ -499,7 +499,7 @@ def _naive_train(model, opt, x, y, order_t, batch_size):
 
 
 def _naive_cgsv(init, data, orders, rounds, *, lr, decay, gamma, alpha, beta, bs):
-    """cgsv.md §2 written the reference's way: per-layer lists, one model per party."""
+    """docs/cgsv.md §2 written the reference's way: per-layer lists, one model per party."""
     n = len(data)
     models = [copy.deepcopy(init) for _ in range(n)]
     opts = [torch.optim.SGD(m.parameters(), lr=lr) for m in models]
@@ -578,7 +578,7 @@ def test_simulate_matches_reference_style_loop(seed):
 
 
 def test_fedavg_and_standalone_match_literal_loops(seed):
-    # Prepare: the baselines of cgsv.md §6 written out on `_simulate`'s data and θ_0
+    # Prepare: the baselines of docs/cgsv.md §6 written out on `_simulate`'s data and θ_0
     parties, test = _tiny_data(0)
     data = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in parties]
     orders = batch_order_table([20, 30, 40], 3, 2, seed=seed)
