@@ -1,4 +1,4 @@
-"""Time the fast reward sampler of docs/cgm.md §7.2 against the naive one on equal outputs.
+"""Time the fast reward sampler (docs/cgm.md §7.2) against the naive one, same outputs.
 
 Usage (from the repository root):
 
@@ -33,10 +33,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rewards.cgm.reference import naive_sample_party
 from rewards.cgm.sampling import (
     candidate_reference_sums,
     initial_state,
-    naive_sample_party,
     sample_party,
 )
 

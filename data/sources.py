@@ -154,7 +154,7 @@ def normalise_user_x(x: NDArray, name: str) -> NDArray[np.float32]:
     is_uint8 = x.dtype == np.uint8
     xf = x.astype(np.float64)
     if not np.isfinite(xf).all():
-        raise ValueError(f"{name}: `x` contains NaN or inf")
+        raise ValueError(f"{name}: `x` must be finite, got NaN or inf")
     if x.ndim == 3:
         xf = xf[:, None]
     if xf.ndim == 4:
@@ -196,23 +196,62 @@ def check_labels(y: NDArray, n_rows: int, name: str) -> NDArray[np.int64]:
     return y.astype(np.int64)
 
 
-def load_xy(path: str) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Read and validate one user data file (party or test set).
+def load_xy(
+    path: str, *, require_y: bool = True
+) -> tuple[NDArray[np.float32], NDArray[np.int64] | None]:
+    """Read and validate one user data file: the ONE user-file reader.
+
+    Party files, the test file and the gan stage's candidates file all come
+    through here (docs/cgm.md §2.4).
 
     Args:
         path: HDF5 or NPZ file with datasets ``x`` and ``y``.
+        require_y: refuse a file without ``y``; when False (unlabelled candidates)
+            a missing ``y`` is returned as None.
 
     Returns:
-        (x float32 in the stored layout, y int64).
+        (x float32 in the stored layout, y int64 or None).
 
     Raises:
         ValueError: naming the file, on any problem of docs/cgm.md §2.4.
     """
-    x, y = read_xy_file(path)
+    x, y = read_xy_file(path, require_y=require_y)
     if x.shape[0] == 0:
         raise ValueError(f"{path}: has zero rows")
     xf = normalise_user_x(np.asarray(x), path)
-    return xf, check_labels(y, xf.shape[0], path)
+    return xf, None if y is None else check_labels(y, xf.shape[0], path)
+
+
+def load_candidates(
+    path: str, shape: tuple[int, ...], n_classes: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64] | None]:
+    """Read the user's candidate file (``gan.source = "file"``, docs/cgm.md §3).
+
+    Read by :func:`load_xy` (``y`` optional: unlabelled candidates get predicted
+    labels), then checked against the party data.
+
+    Args:
+        path: HDF5 or NPZ file with ``x`` (and ``y`` when labelled).
+        shape: the party data's per-sample shape.
+        n_classes: labels must lie in [0, n_classes).
+
+    Returns:
+        (x float32, y int64 or None).
+
+    Raises:
+        ValueError: naming the file, on any problem.
+    """
+    x, y = load_xy(path, require_y=False)
+    if x.shape[1:] != shape:
+        raise ValueError(
+            f"{path}: per-sample shape {x.shape[1:]} differs from the party data's "
+            f"{shape}"
+        )
+    if x.shape[0] < 2:
+        raise ValueError(f"{path}: needs >= 2 rows of finite values")
+    if y is not None and y.max() >= n_classes:
+        raise ValueError(f"{path}: `y` must hold one label in [0, {n_classes}) per row")
+    return x, y
 
 
 def load_party_files(
@@ -276,3 +315,42 @@ def stratified_test_split(
     mask = np.ones(y.size, dtype=bool)
     mask[test_idx] = False
     return np.flatnonzero(mask).astype(np.int64), test_idx
+
+
+def hold_out_per_party(
+    parties: list[tuple[NDArray, NDArray]],
+    test_fraction: float,
+    seed: np.random.SeedSequence | int | None = None,
+) -> tuple[list[tuple[NDArray, NDArray]], tuple[NDArray, NDArray]]:
+    """Hold out a stratified test share of every party file (docs/cgm.md §2.4).
+
+    Party i's rows are split by :func:`stratified_test_split` with the i-th child
+    of ``seed``; the held-out rows of all parties, in party order, form the test
+    set.
+
+    Args:
+        parties: one (x, y) pair per party.
+        test_fraction: fraction in [0, 1) held out of each class of each party.
+        seed: a SeedSequence (or anything it accepts); spawned once per party.
+
+    Returns:
+        (the parties' kept rows, the pooled test set (x, y)).
+
+    Example:
+        >>> y = np.array([0] * 5 + [1] * 5)
+        >>> kept, (x_te, _) = hold_out_per_party([(y[:, None], y)] * 2, 0.2, seed=0)
+        >>> [len(k[1]) for k in kept], len(x_te)
+        ([8, 8], 4)
+    """
+    ss = (
+        seed
+        if isinstance(seed, np.random.SeedSequence)
+        else np.random.SeedSequence(seed)
+    )
+    kept, held = [], []
+    for (x, y), child in zip(parties, ss.spawn(len(parties)), strict=True):
+        tr, te = stratified_test_split(y, test_fraction, seed=child)
+        kept.append((x[tr], y[tr]))
+        held.append((x[te], y[te]))
+    test = (np.concatenate([h[0] for h in held]), np.concatenate([h[1] for h in held]))
+    return kept, test

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from data.checks import check_int, check_positive, check_positive_int
 from data.seeding import Seed
 
 logger = logging.getLogger(__name__)
@@ -274,16 +275,12 @@ def split_indices(
         [5, 5]
     """
     y = np.asarray(y, dtype=np.int64)
-    if n_parties < 2:
-        raise ValueError(f"Argument `n_parties` must be >= 2, got {n_parties}")
+    check_int("n_parties", n_parties, 2)
     if kind not in SPLITS:
         raise ValueError(f"Argument `kind` must be one of {SPLITS}, got {kind!r}")
-    if party_size != "auto" and (isinstance(party_size, bool) or party_size < 1):
-        raise ValueError(f"Argument `party_size` must be >= 1, got {party_size!r}")
-    if not dirichlet_alpha > 0:
-        raise ValueError(
-            f"Argument `dirichlet_alpha` must be > 0, got {dirichlet_alpha!r}"
-        )
+    if party_size != "auto":
+        check_positive_int("party_size", party_size)
+    check_positive("dirichlet_alpha", dirichlet_alpha, allow_inf=True)
     n_classes = int(y.max()) + 1 if n_classes is None else n_classes
     split_ss, shuffle_ss = _seed_sequence(seed).spawn(2)
     rng = np.random.default_rng(split_ss)

@@ -15,6 +15,8 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import DataLoader, TensorDataset
 
+from data.checks import check_int
+
 logger = logging.getLogger(__name__)
 
 
@@ -93,19 +95,13 @@ class PooledDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         check_xy(x, y)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise TypeError(f"Argument `batch_size` must be an int, got {batch_size!r}")
+        check_int("batch_size", batch_size)
         if not 1 <= batch_size <= x.shape[0]:
             raise ValueError(
                 f"Argument `batch_size` must be in [1, {x.shape[0]}] (pooled rows), "
                 f"got {batch_size}"
             )
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int):
-            raise TypeError(
-                f"Argument `num_workers` must be an int, got {num_workers!r}"
-            )
-        if num_workers < 0:
-            raise ValueError(f"Argument `num_workers` must be >= 0, got {num_workers}")
+        check_int("num_workers", num_workers, 0)
         self.x = x
         self.y = y
         self.batch_size = batch_size

@@ -1,4 +1,4 @@
-"""Conditional GAN networks of docs/cgm.md §3.1 (Tay et al., AAAI 2022; Radford et al. 2016).
+"""Conditional GAN networks (docs/cgm.md §3.1; Tay et al. 2022; Radford et al. 2016).
 
 Two families, both plain ``nn.Module`` and both conditioned on the class label:
 
@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from data.checks import check_positive_int, is_int
+
 logger = logging.getLogger(__name__)
 
 IMAGE_LATENT_DIM = 100
@@ -33,19 +35,9 @@ LEAKY_SLOPE = 0.2
 """Negative slope of every LeakyReLU (docs/cgm.md §3.1)."""
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Argument `{name}` must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"Argument `{name}` must be >= 1, got {value!r}")
-    return value
-
-
 def _check_image_shape(sample_shape: tuple[int, ...]) -> tuple[int, int, int]:
     shape = tuple(sample_shape)
-    if len(shape) != 3 or any(
-        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape
-    ):
+    if len(shape) != 3 or any(not is_int(s) or s < 1 for s in shape):
         raise ValueError(
             f"Argument `sample_shape` must be (channels, H, W) of positive ints, "
             f"got {sample_shape!r}"
@@ -64,7 +56,7 @@ def _onehot(y: Tensor, n_classes: int, dtype: torch.dtype) -> Tensor:
 
 
 class ImageGenerator(nn.Module):
-    """Conditional DCGAN generator G(z, y) → (N, ch, H, W) in [−1, 1] (docs/cgm.md §3.1).
+    """Conditional DCGAN generator G(z, y) → (N, ch, H, W), [−1, 1] (docs/cgm.md §3.1).
 
     [z ; onehot(y)] → Linear(latent+C → 2w·(H/4)·(W/4)) → BatchNorm1d → ReLU
     → reshape (2w, H/4, W/4) → ConvTranspose2d(2w→w, k4, s2, p1) → BatchNorm2d → ReLU
@@ -89,9 +81,9 @@ class ImageGenerator(nn.Module):
     ) -> None:
         super().__init__()
         ch, h, w = _check_image_shape(sample_shape)
-        self.n_classes = _check_positive_int("n_classes", n_classes)
-        self.latent_dim = _check_positive_int("latent_dim", latent_dim)
-        width = _check_positive_int("width", width)
+        self.n_classes = check_positive_int("n_classes", n_classes)
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        width = check_positive_int("width", width)
         self._base = (2 * width, h // 4, w // 4)
         self.fc = nn.Linear(latent_dim + n_classes, 2 * width * (h // 4) * (w // 4))
         self.bn_fc = nn.BatchNorm1d(self.fc.out_features)
@@ -136,8 +128,8 @@ class ImageDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         ch, h, w = _check_image_shape(sample_shape)
-        self.n_classes = _check_positive_int("n_classes", n_classes)
-        width = _check_positive_int("width", width)
+        self.n_classes = check_positive_int("n_classes", n_classes)
+        width = check_positive_int("width", width)
         self.conv1 = nn.Conv2d(ch + n_classes, width, 4, 2, 1)
         self.conv2 = nn.Conv2d(width, 2 * width, 4, 2, 1)
         self.bn2 = nn.BatchNorm2d(2 * width)
@@ -162,7 +154,7 @@ class ImageDiscriminator(nn.Module):
 
 
 class VectorGenerator(nn.Module):
-    """Conditional MLP generator G(z, y) → (N, D), standardised space (docs/cgm.md §3.1).
+    """Conditional MLP generator G(z, y) → (N, D), standardised (docs/cgm.md §3.1).
 
     [z ; onehot(y)] → Linear 128 → LeakyReLU(0.2) → Linear 128 → LeakyReLU(0.2)
     → Linear D.
@@ -185,10 +177,10 @@ class VectorGenerator(nn.Module):
         hidden: int = VECTOR_HIDDEN,
     ) -> None:
         super().__init__()
-        n_features = _check_positive_int("n_features", n_features)
-        self.n_classes = _check_positive_int("n_classes", n_classes)
-        self.latent_dim = _check_positive_int("latent_dim", latent_dim)
-        hidden = _check_positive_int("hidden", hidden)
+        n_features = check_positive_int("n_features", n_features)
+        self.n_classes = check_positive_int("n_classes", n_classes)
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        hidden = check_positive_int("hidden", hidden)
         self.fc1 = nn.Linear(latent_dim + n_classes, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
         self.fc3 = nn.Linear(hidden, n_features)
@@ -228,9 +220,9 @@ class VectorDiscriminator(nn.Module):
         self, n_features: int, n_classes: int, hidden: int = VECTOR_HIDDEN
     ) -> None:
         super().__init__()
-        n_features = _check_positive_int("n_features", n_features)
-        self.n_classes = _check_positive_int("n_classes", n_classes)
-        hidden = _check_positive_int("hidden", hidden)
+        n_features = check_positive_int("n_features", n_features)
+        self.n_classes = check_positive_int("n_classes", n_classes)
+        hidden = check_positive_int("hidden", hidden)
         self.fc1 = nn.Linear(n_features + n_classes, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
         self.fc3 = nn.Linear(hidden, 1)

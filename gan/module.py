@@ -17,7 +17,6 @@ latents from a device ``torch.Generator`` created at the start of ``fit``
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import Tensor
 
+from data.checks import check_int, check_positive
 from gan.models import IMAGE_LATENT_DIM, VECTOR_LATENT_DIM, build_networks
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ _LATENT_KEY = 1
 
 
 def derive_seed(seed: int, *keys: int) -> int:
-    """A 32-bit torch seed derived by name from ``seed`` and ``keys`` (docs/interface.md §7).
+    """A 32-bit torch seed derived by name from ``seed`` (docs/interface.md §7).
 
     Args:
         seed: the root seed (≥ 0).
@@ -72,32 +72,6 @@ def standardisation_stats(x: NDArray) -> tuple[list[float], list[float]]:
     """
     x64 = np.asarray(x, dtype=np.float64)
     return x64.mean(axis=0).tolist(), x64.std(axis=0).tolist()
-
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` as an int if it is an integer ≥ ``minimum`` (bool refused).
-
-    Args:
-        name: the argument's name, for the message.
-        value: the value to check.
-        minimum: the smallest allowed value.
-
-    Returns:
-        ``int(value)``.
-
-    Raises:
-        TypeError: if ``value`` is not an integer.
-        ValueError: if ``value`` < ``minimum``.
-
-    Example:
-        >>> check_int("epochs", np.int64(3), 1)
-        3
-    """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"Argument `{name}` must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"Argument `{name}` must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _as_floats(name: str, value: Any, length: int) -> list[float]:
@@ -175,8 +149,7 @@ class GANModule(pl.LightningModule):
             latent_dim = IMAGE_LATENT_DIM if kind == "image" else VECTOR_LATENT_DIM
         latent_dim = check_int("latent_dim", latent_dim, 1)
         width = check_int("width", width, 1)
-        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"Argument `lr` must be a number > 0, got {lr!r}")
+        check_positive("lr", lr)
         betas_list = _as_floats("betas", betas, 2)
         if not all(0.0 <= b < 1.0 for b in betas_list):
             raise ValueError(f"Argument `betas` must lie in [0, 1), got {betas_list!r}")

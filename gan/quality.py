@@ -291,7 +291,7 @@ def principal_axes_2d(x: NDArray, basis: NDArray | None = None) -> NDArray[np.fl
         (n, 2) float64 coordinates.
 
     Example:
-        >>> principal_axes_2d(np.array([[1.0], [2.0]])).tolist()
+        >>> np.round(principal_axes_2d(np.array([[1.0], [2.0]])), 9).tolist()
         [[1.0, 0.0], [2.0, 0.0]]
     """
     x64 = np.asarray(x, dtype=np.float64)

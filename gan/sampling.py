@@ -18,8 +18,9 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from tqdm import tqdm
 
+from data.checks import check_int, check_positive_int
 from data.seeding import Seed
-from gan.module import GANModule, check_int
+from gan.module import GANModule
 
 logger = logging.getLogger(__name__)
 
@@ -143,16 +144,8 @@ def generate(
         TypeError: on non-integer labels.
     """
     y = _check_labels(labels, module.n_classes)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"Argument `seed` must be an int >= 0, got {seed!r}")
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            f"Argument `batch_size` must be an int >= 1, got {batch_size!r}"
-        )
+    seed = check_int("seed", seed, 0)
+    batch_size = check_positive_int("batch_size", batch_size)
     z_all = torch.randn(
         y.shape[0],
         module.latent_dim,
@@ -180,7 +173,7 @@ def generate(
 def oracle_sample(
     means: ArrayLike, var: float, labels: ArrayLike, *, seed: Seed
 ) -> NDArray[np.float32]:
-    """Exact samples of the gmm source's mixture: x = μ_y + √var·ε (docs/cgm.md §2.1, §3).
+    """Exact samples of the gmm mixture: x = μ_y + √var·ε (docs/cgm.md §2.1, §3).
 
     Args:
         means: (C, D) component means μ_c (the pool's ``gmm_means``).

@@ -26,8 +26,9 @@ import pytorch_lightning as pl
 import torch
 from numpy.typing import NDArray
 
+from data.checks import check_int, check_positive_int
 from gan.datamodule import PooledDataModule, check_xy
-from gan.module import GANModule, check_int, derive_seed, standardisation_stats
+from gan.module import GANModule, derive_seed, standardisation_stats
 from gan.sampling import class_frequencies
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def resolve_trainer_settings(
     cuda_device_count: int | None = None,
     bf16_supported: bool | None = None,
 ) -> TrainerSettings:
-    """Resolve ``gan.accelerator``, ``gan.devices`` and ``gan.precision`` (docs/cgm.md §3.2).
+    """Resolve ``gan.accelerator``, ``devices`` and ``precision`` (docs/cgm.md §3.2).
 
     ``auto`` accelerator is ``gpu`` when CUDA is available, else ``cpu``; ``auto``
     devices is every visible GPU (1 on the CPU); devices > 1 use ``ddp``; ``auto``
@@ -133,12 +134,8 @@ def resolve_trainer_settings(
         raise ValueError(
             f"Argument `precision` must be one of {_PRECISIONS}, got {precision!r}"
         )
-    if devices != "auto" and (
-        isinstance(devices, bool) or not isinstance(devices, int) or devices < 1
-    ):
-        raise ValueError(
-            f"Argument `devices` must be 'auto' or an int >= 1, got {devices!r}"
-        )
+    if devices != "auto":
+        check_positive_int("devices", devices)
     if cuda_available is None:
         cuda_available = torch.cuda.is_available()
     if accelerator == "gpu" and not cuda_available:
@@ -204,7 +201,7 @@ def train_gan(
     fast_dev_run: bool = False,
     progress: bool = False,
 ) -> tuple[GANModule, pl.Trainer, TrainStats]:
-    """Train the conditional GAN of docs/cgm.md §3.1 on pooled data as docs/cgm.md §3.2 says.
+    """Train the conditional GAN of docs/cgm.md §3.1 on pooled data (docs/cgm.md §3.2).
 
     Call ``pl.seed_everything(seed, workers=True)`` first (docs/interface.md §7). With
     ``devices > 1`` Lightning's ``ddp`` runs this on every rank; sample and write files

@@ -1,4 +1,4 @@
-"""The ``synthreward`` command line (docs/interface.md "CLI").
+"""The ``synthreward`` command line (docs/interface.md §3).
 
 ``synthreward <stage> --run-dir DIR [--config FILE.toml] [--set key=value ...]
 [--seed N] [--quiet]``. Exit codes: 0 success, 2 bad input (one line on stderr),
@@ -22,8 +22,10 @@ from pipeline.errors import UsageError
 
 logger = logging.getLogger("synthreward")
 
-PIPELINE = ("pool", "gan", "value", "reward", "sample", "evaluate")
-STAGES = (*PIPELINE, "fl", "nash", "contract")
+#: Every stage, in order: the one list is ``manifest.STAGE_KEY``.
+STAGES: tuple[str, ...] = tuple(manifest.STAGE_KEY)
+#: The synthetic-data chain that ``all`` runs, in order (docs/interface.md §3).
+PIPELINE: tuple[str, ...] = STAGES[: STAGES.index("evaluate") + 1]
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.toml"
 
 
@@ -53,15 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def stage_module(stage: str) -> ModuleType | None:
-    """The stage's module, or None when that stage is not built yet."""
-    name = f"pipeline.stages.{stage}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name == name:
-            return None
-        raise
+def stage_module(stage: str) -> ModuleType:
+    """The stage's module, ``pipeline.stages.<stage>``."""
+    return importlib.import_module(f"pipeline.stages.{stage}")
 
 
 def run_stage(
@@ -70,11 +66,9 @@ def run_stage(
     """Run one stage (logging its resolved config and wall time).
 
     Raises:
-        UsageError: if the stage is not built yet, or on bad input.
+        UsageError: on bad input.
     """
     module = stage_module(stage)
-    if module is None:
-        raise UsageError(f"stage {stage!r} is not built yet in this version")
     logger.info("[%s] config: %s", stage, cfg.tables(*module.TABLES))
     t0 = time.perf_counter()
     outputs = module.run(cfg, run_dir, progress=progress)
@@ -82,31 +76,21 @@ def run_stage(
     return outputs
 
 
-def run_all(cfg: RunConfig, run_dir: Path, *, progress: bool) -> list[str]:
+def run_all(cfg: RunConfig, run_dir: Path, *, progress: bool) -> None:
     """Run pool … evaluate in order, skipping finished stages.
 
     A stage counts as finished when its manifest exists, records the same config
     tables and seed, and every output still matches its sha256.
-
-    Returns:
-        The names of the stages that are not built yet.
     """
-    missing = []
     for stage in PIPELINE:
-        module = stage_module(stage)
-        if module is None:
-            missing.append(stage)
-            continue
-        if missing:
-            raise UsageError(f"stage {stage!r} needs {missing[0]!r}, not built yet")
-        if manifest.is_finished(run_dir, stage, cfg.tables(*module.TABLES)):
+        tables = cfg.tables(*stage_module(stage).TABLES)
+        if manifest.is_finished(run_dir, stage, tables):
             logger.info("[%s] finished earlier with the same config: skipped", stage)
             continue
         run_stage(stage, cfg, run_dir, progress=progress)
-    return missing
 
 
-def _report(stage: str, run_dir: Path, missing: list[str]) -> None:
+def _report(stage: str, run_dir: Path) -> None:
     out = sys.stdout
     if stage in ("all", "sample") and paths.manifest(run_dir, "sample").is_file():
         print(
@@ -119,8 +103,6 @@ def _report(stage: str, run_dir: Path, missing: list[str]) -> None:
     else:
         done = [s for s in PIPELINE if paths.manifest(run_dir, s).is_file()]
         print(f"finished stages: {', '.join(done)} (in {run_dir}/)", file=out)
-    if missing:
-        print(f"not built yet: {', '.join(missing)}", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,12 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             handler.setLevel(logging.WARNING if args.quiet else logging.INFO)
         cfg = load_config(args.config or DEFAULT_CONFIG, args.set, args.seed)
         progress = sys.stderr.isatty() and not args.quiet
-        missing: list[str] = []
         if args.stage == "all":
-            missing = run_all(cfg, args.run_dir, progress=progress)
+            run_all(cfg, args.run_dir, progress=progress)
         else:
             run_stage(args.stage, cfg, args.run_dir, progress=progress)
-        _report(args.stage, args.run_dir, missing)
+        _report(args.stage, args.run_dir)
         return 0
     except UsageError as e:
         print(f"synthreward: error: {e}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The one exception a user can fix (docs/interface.md §3): exit code 2, one line on stderr."""
+"""The one exception a user can fix: exit 2, one stderr line (docs/interface.md §3)."""
 
 from __future__ import annotations
 

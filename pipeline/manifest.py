@@ -1,4 +1,4 @@
-"""Stage manifests and the one JSON encoder (docs/interface.md §5, docs/interface.md).
+"""Stage manifests, the one JSON encoder and CSV writer (docs/interface.md §5).
 
 A stage (1) verifies its upstream manifests and the sha256 of every file it reads,
 (2) deletes its own old manifest, (3) works, (4) writes outputs atomically, and
@@ -26,6 +26,8 @@ from data.h5 import package_version
 from pipeline import paths
 from pipeline.errors import UsageError
 
+#: Every stage in run order, with the key its seed is derived from
+#: (docs/interface.md §7). The one stage list: ``cli.STAGES`` is its keys.
 STAGE_KEY = {
     "pool": 1,
     "gan": 2,

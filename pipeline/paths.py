@@ -1,20 +1,8 @@
-"""The run-folder layout of docs/interface.md: one function per file."""
+"""The run-folder layout (docs/interface.md §5): one function per file."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-STAGES: tuple[str, ...] = (
-    "pool",
-    "gan",
-    "value",
-    "reward",
-    "sample",
-    "evaluate",
-    "fl",
-    "nash",
-    "contract",
-)
 
 
 def stage_dir(run: Path, stage: str) -> Path:

@@ -1,25 +1,15 @@
-"""``evaluate/report.md`` and its figures (formatting only, no math; docs/cgm.md §8.3).
+"""The text of ``evaluate/report.md`` (formatting only, no math; docs/cgm.md §8.3).
 
-Figures use matplotlib's object API with the Agg canvas (no pyplot state) and are
-written to a temporary name, then renamed.
+The figures it links are drawn by `pipeline.figures.evaluate`.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from matplotlib.figure import Figure
-
-from data.h5 import read_h5
-from gan.quality import sample_grid_png
-from pipeline import manifest, paths
-from pipeline.figures.save import save_figure
-from pipeline.stages.common import Pool
+from pipeline import manifest
 from rewards.cgm.evaluation import METRICS
-from valuation.result import PartyValues
 
 # The authors' indicative numbers (docs/cgm.md §8.4): corr(α, metric after rewards).
 AUTHORS = {
@@ -28,106 +18,6 @@ AUTHORS = {
     "MNIST equaldisjoint": (-0.9996, 0.31, -0.963, -0.97, 0.76),
     "MNIST unequal": (-0.9916, -0.95, -0.73, -0.995, -0.95),
 }
-
-
-def write_figures(
-    run_dir: Path,
-    body: dict[str, Any],
-    cand: dict[str, np.ndarray],
-    pool: Pool,
-    n_classes: int,
-    values: PartyValues,
-) -> dict[str, Path]:
-    """reward_vs_alpha.png, value_traces.png, class_hist.png, samples_party_<i>.png."""
-    rows = body["parties"]
-    out: dict[str, Path] = {}
-    alpha = np.array([r["alpha"] for r in rows])
-    order = np.argsort(alpha)
-
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    for key, label, style in (
-        ("reward_value", "reward value r_i", "o-"),
-        ("achieved_value", "achieved v(D_i ∪ R_i)", "s--"),
-    ):
-        ax.plot(
-            alpha[order], np.array([r[key] for r in rows])[order], style, label=label
-        )
-    ax.plot(alpha[order], np.array(values.v_single)[order], "^:", label="v(D_i)")
-    ax.plot(alpha[order], np.array(values.v_max)[order], "v:", label="v(D_i ∪ G)")
-    ax.set(
-        xlabel="α (normalised Shapley value)",
-        ylabel="value",
-        title=f"Reward values (ρ = {body['rho']:.3g})",
-    )
-    ax.legend(fontsize=8)
-    out["reward_vs_alpha"] = save_figure(
-        fig, paths.evaluate_file(run_dir, "reward_vs_alpha.png")
-    )
-
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    for r in rows:
-        trace = _reward_dataset(run_dir, r["party"], "value_trace")
-        (line,) = ax.plot(
-            np.arange(1, len(trace) + 1),
-            trace,
-            label=f"party {r['party']} (α={r['alpha']:.2f})",
-        )
-        ax.axhline(r["reward_value"], color=line.get_color(), ls=":", lw=0.8)
-    ax.set(
-        xlabel="rewards added",
-        ylabel="v(D_i ∪ R)",
-        xscale="log",
-        title="Value traces (dotted: reward value)",
-    )
-    ax.legend(fontsize=8)
-    out["value_traces"] = save_figure(
-        fig, paths.evaluate_file(run_dir, "value_traces.png")
-    )
-
-    reward_idx = {
-        i: _reward_dataset(run_dir, i, "candidate_index")
-        for i in (r["party"] for r in rows)
-    }
-    fig = Figure(figsize=(2.2 * len(rows), 2.6))
-    for k, r in enumerate(rows):
-        ax = fig.add_subplot(1, len(rows), k + 1)
-        own = np.bincount(pool.parties[r["party"]][1], minlength=n_classes)
-        idx = reward_idx[r["party"]]
-        rew = np.bincount(cand["y"][idx], minlength=n_classes)
-        ax.bar(np.arange(n_classes), own, label="own")
-        ax.bar(np.arange(n_classes), rew, bottom=own, label="reward")
-        ax.set_title(f"party {r['party']}", fontsize=9)
-        ax.set_xticks(range(n_classes))
-        ax.tick_params(labelsize=6)
-    fig.axes[0].legend(fontsize=7)
-    out["class_hist"] = save_figure(fig, paths.evaluate_file(run_dir, "class_hist.png"))
-
-    for r in rows:
-        i = r["party"]
-        idx = reward_idx[i]
-        path = paths.evaluate_file(run_dir, f"samples_party_{i}.png")
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("wb") as f:
-            if len(idx):
-                sample_grid_png(
-                    f,
-                    cand["x"][idx],
-                    cand["y"][idx],
-                    n_classes=n_classes,
-                    real_x=pool.parties[i][0],
-                    title=f"party {i}: rewards by class"
-                    + ("" if cand["x"].ndim > 2 else " (grey: own data)"),
-                )
-        os.replace(tmp, path)
-        out[f"samples_party_{i}"] = path
-    return out
-
-
-def _reward_dataset(run_dir: Path, party: int, name: str) -> np.ndarray:
-    data, _ = read_h5(paths.reward_file(run_dir, party), names=(name,))
-    return data[name]
 
 
 def _header(*cells: str) -> list[str]:

@@ -5,13 +5,13 @@
 - ``mlp``: Linear(d, 64), ReLU, Linear(64, 64), ReLU, Linear(64, C); 65C + 64d + 4224
   parameters.
 
-Neither has buffers (no BatchNorm), so a model is exactly its flat parameter vector, as
-the gradient rewards of docs/cgsv.md §2 need. `Preprocessor` holds the input standardisation
-of docs/cgsv.md §4 (the padding included), fitted on training arrays. `train_classifier`
-(Adam, docs/cgm.md §8.2; `fit_classifier` does preprocessing, building and training in one
-call), `predict`, `accuracy` and `penultimate_features` (the activation
-before the last Linear, the feature map of the GAN quality check) take *preprocessed*
-inputs.
+Neither has buffers (no BatchNorm), so a model is exactly its flat parameter vector,
+as the gradient rewards of docs/cgsv.md §2 need. `Preprocessor` holds the input
+standardisation of docs/cgsv.md §4 (the padding included), fitted on training arrays.
+`train_classifier` (Adam, docs/cgm.md §8.2; `fit_classifier` does preprocessing,
+building and training in one call), `predict`, `accuracy` and `penultimate_features`
+(the activation before the last Linear, the feature map of the GAN quality check) take
+*preprocessed* inputs.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from data.checks import check_int, check_positive, check_positive_int
 from data.devices import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def check_no_buffers(model: nn.Module) -> None:
 def resolve_classifier_kind(
     kind: Literal["auto", "cnn", "mlp"], input_shape: tuple[int, ...]
 ) -> ClassifierKind:
-    """Resolve ``"auto"``: ``cnn`` for 28×28 images, ``mlp`` otherwise (docs/cgsv.md §4).
+    """Resolve ``"auto"``: ``cnn`` for 28×28 images, else ``mlp`` (docs/cgsv.md §4).
 
     Args:
         kind: ``"auto"``, ``"cnn"`` or ``"mlp"``.
@@ -123,7 +124,7 @@ def build_classifier(
     *,
     seed: int | None = None,
 ) -> Classifier:
-    """Build the ``cnn`` or ``mlp`` of docs/cgsv.md §4 with PyTorch's default initialisation.
+    """Build the ``cnn`` or ``mlp`` of docs/cgsv.md §4 with PyTorch's default init.
 
     Args:
         kind: ``"cnn"``, ``"mlp"`` or ``"auto"`` (see `resolve_classifier_kind`).
@@ -138,6 +139,7 @@ def build_classifier(
         The model (float32, on CPU, training mode).
 
     Raises:
+        TypeError: if C is not an integer.
         ValueError: on an unknown kind, ``cnn`` on non-28×28 input, or C < 2.
         RuntimeError: if the model has buffers.
 
@@ -148,10 +150,7 @@ def build_classifier(
     """
     shape = tuple(int(s) for s in input_shape)
     resolved = resolve_classifier_kind(kind, shape)
-    if isinstance(n_classes, bool) or int(n_classes) != n_classes or n_classes < 2:
-        raise ValueError(
-            f"Argument `n_classes` must be an integer >= 2, got {n_classes!r}"
-        )
+    n_classes = check_int("n_classes", n_classes, 2)
     if resolved == "cnn" and not _is_28x28(shape):
         raise ValueError(
             "Argument `input_shape` must be (28, 28) or (1, 28, 28) for the cnn, "
@@ -336,7 +335,7 @@ def train_classifier(
     device: str = "cpu",
     progress: bool = False,
 ) -> nn.Module:
-    """Train with Adam on the mean cross-entropy, reshuffling every epoch (docs/cgm.md §8.2).
+    """Train with Adam on the mean cross-entropy, reshuffled epochs (docs/cgm.md §8.2).
 
     Each epoch draws a permutation from one seeded ``torch.Generator`` and takes one
     Adam step per mini-batch of ``batch_size`` (the last one may be short).
@@ -356,16 +355,12 @@ def train_classifier(
         The same model, trained, on ``device``.
 
     Raises:
+        TypeError: if ``epochs``, ``batch_size`` or ``lr`` has the wrong type.
         ValueError: on bad ``epochs``, ``batch_size``, ``lr`` or mismatched ``x``/``y``.
     """
-    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"Argument `epochs` must be an integer >= 1, got {epochs!r}")
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(
-            f"Argument `batch_size` must be an integer >= 1, got {batch_size!r}"
-        )
-    if not lr > 0:
-        raise ValueError(f"Argument `lr` must be > 0, got {lr!r}")
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
+    check_positive("lr", lr)
     n, yt = _check_xy(x, y)
     dev = resolve_device(device)
     model.to(dev)
@@ -397,7 +392,7 @@ def fit_classifier(
     seed: int,
     device: str = "cpu",
 ) -> tuple[Classifier, Preprocessor]:
-    """Fit a `Preprocessor` on ``x``, build the classifier and train it (docs/cgm.md §8.2).
+    """Fit a `Preprocessor` on ``x``, build and train a classifier (docs/cgm.md §8.2).
 
     The classifier of the GAN quality check (docs/cgm.md §3.4) and of the downstream
     accuracy (§8.2): ``cnn`` for 28×28 images, ``mlp`` otherwise when ``kind`` is
@@ -431,10 +426,7 @@ def fit_classifier(
 def _batched(
     fn: nn.Module, model: nn.Module, x: ArrayLike | Tensor, batch_size: int
 ) -> Tensor:
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(
-            f"Argument `batch_size` must be an integer >= 1, got {batch_size!r}"
-        )
+    check_positive_int("batch_size", batch_size)
     dev = _model_device(model)
     xt = _as_inputs(x, dev)
     if xt.shape[0] == 0:
@@ -462,6 +454,7 @@ def predict(
         (n,) int64 labels.
 
     Raises:
+        TypeError: if ``batch_size`` is not an integer.
         ValueError: on an empty ``x`` or a bad ``batch_size``.
     """
     logits = _batched(model, model, x, batch_size)
@@ -487,6 +480,7 @@ def accuracy(
         Accuracy in [0, 1].
 
     Raises:
+        TypeError: if ``batch_size`` is not an integer.
         ValueError: on mismatched ``x``/``y`` or a bad ``batch_size``.
     """
     _, yt = _check_xy(x, y)
@@ -510,7 +504,7 @@ def penultimate_features(
         (n, h) float32 features.
 
     Raises:
-        TypeError: if ``model`` is not a `Classifier`.
+        TypeError: if ``model`` is not a `Classifier` or ``batch_size`` not an int.
         ValueError: on an empty ``x`` or a bad ``batch_size``.
     """
     if not isinstance(model, Classifier):

@@ -1,9 +1,10 @@
 """Fairness and performance metrics shared by the `fl` and `evaluate` stages.
 
-- fairness(M) = Pearson(acc^SA, acc^M) over the parties (docs/cgsv.md §7, after Xu et al.,
-  NeurIPS 2021); ``None`` when either vector has zero variance.
+- fairness(M) = Pearson(acc^SA, acc^M) over the parties (docs/cgsv.md §7, after Xu
+  et al., NeurIPS 2021); ``None`` when either vector has zero variance.
 - performance(M) = max_i acc_i^M (docs/cgsv.md §7).
-- mean ± standard error over a sweep, ignoring undefined correlations (docs/cgm.md §8.3).
+- mean ± standard error over a sweep, ignoring undefined correlations
+  (docs/cgm.md §8.3).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def pearson_or_none(a: ArrayLike, b: ArrayLike) -> float | None:
         ValueError: if ``a`` or ``b`` is not 1-D and finite, or their lengths differ.
 
     Example:
-        >>> pearson_or_none([1.0, 2.0, 3.0], [2.0, 4.0, 7.0])  # 4.5 / √(2 · 12.667)
-        0.9933992677987828
+        >>> round(pearson_or_none([1.0, 2.0, 3.0], [2.0, 4.0, 7.0]), 6)  # 5/√(2·12.67)
+        0.993399
         >>> pearson_or_none([1.0, 1.0], [0.0, 1.0]) is None
         True
     """
@@ -70,7 +71,7 @@ def pearson_or_none(a: ArrayLike, b: ArrayLike) -> float | None:
 
 
 def fairness(acc_standalone: ArrayLike, acc_method: ArrayLike) -> float | None:
-    """Collaborative fairness: Pearson(acc^SA, acc^M) over the parties (docs/cgsv.md §7).
+    """Collaborative fairness: Pearson(acc^SA, acc^M) over parties (docs/cgsv.md §7).
 
     Args:
         acc_standalone: (N,) final test accuracies of the Standalone models.
@@ -83,7 +84,7 @@ def fairness(acc_standalone: ArrayLike, acc_method: ArrayLike) -> float | None:
         ValueError: on non-finite input or unequal lengths.
 
     Example:
-        >>> fairness([0.5, 0.6, 0.7], [0.8, 0.85, 0.9])
+        >>> round(fairness([0.5, 0.6, 0.7], [0.8, 0.85, 0.9]), 6)  # a line: r = 1
         1.0
     """
     return pearson_or_none(acc_standalone, acc_method)
@@ -92,10 +93,10 @@ def fairness(acc_standalone: ArrayLike, acc_method: ArrayLike) -> float | None:
 def reward_fairness(acc_standalone: ArrayLike, importance: ArrayLike) -> float | None:
     """Allocation fairness: Pearson(acc^SA, r) over the parties (our addition).
 
-    docs/cgsv.md §7 measures fairness on the final accuracies of the rewarded models. When
-    per-layer top-k keeps nearly all of u_N's norm, those models differ by a few test
-    rows and the Pearson is noise; the importance r (which sets each party's share
-    q_i) shows whether the *allocation* follows contribution.
+    docs/cgsv.md §7 measures fairness on the final accuracies of the rewarded models.
+    When per-layer top-k keeps nearly all of u_N's norm, those models differ by a few
+    test rows and the Pearson is noise; the importance r (which sets each party's
+    share q_i) shows whether the *allocation* follows contribution.
 
     Args:
         acc_standalone: (N,) final test accuracies of the Standalone models.
@@ -149,7 +150,8 @@ def mean_and_se(values: Sequence[float | None]) -> tuple[float | None, float | N
         (mean, se); (None, None) when no entry is defined.
 
     Example:
-        >>> mean_and_se([1.0, None, 3.0])  # mean 2, std √2, se √2/√2
+        >>> mean, se = mean_and_se([1.0, None, 3.0])  # mean 2, std √2, se √2/√2
+        >>> round(mean, 6), round(se, 6)
         (2.0, 1.0)
     """
     kept = np.asarray([v for v in values if v is not None], dtype=np.float64)

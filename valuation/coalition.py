@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from data.checks import check_int, is_int
 from valuation.kernels import kernel_row_sums
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def coalition_key(members: Iterable[int]) -> str:
     """
     ids = list(members)
     for m in ids:
-        if isinstance(m, bool) or not isinstance(m, int | np.integer):
+        if not is_int(m):
             raise TypeError(f"Argument `members` must hold ints, got {m!r}")
         if m < 0:
             raise ValueError(f"Argument `members` must hold ids >= 0, got {m!r}")
@@ -266,7 +267,7 @@ def _indicator(masks: NDArray[np.int64], n: int) -> NDArray[np.float64]:
 def coalition_values_from_blocks(
     block_sums: NDArray, sizes: NDArray, masks: NDArray | None = None
 ) -> NDArray[np.float64]:
-    """Coalition values from the block-sum matrix by array arithmetic (docs/cgm.md §5.4).
+    """Coalition values from the block-sum matrix, array arithmetic (docs/cgm.md §5.4).
 
     With the indicator matrix I of the masks (I[c, i] = 1 ⇔ party i ∈ C_c):
     m = I n, Σb = I b, ΣK̄ = rowsum((I K̄) ∘ I); masks are processed in chunks,
@@ -286,8 +287,9 @@ def coalition_values_from_blocks(
 
     Example:
         >>> k = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-        >>> coalition_values_from_blocks(k, np.array([1, 1, 1])).tolist()
-        [0.0, -0.33333333333333337, -0.33333333333333337, 0.16666666666666663]
+        >>> v = coalition_values_from_blocks(k, np.array([1, 1, 1]))
+        >>> np.round(v, 9).tolist()  # v({0}) = 2/(1·3) − 1 = −1/3
+        [0.0, -0.333333333, -0.333333333, 0.166666667]
     """
     kbar, n_sizes = check_block_sums(block_sums, sizes)
     n = kbar.shape[0] - 1
@@ -385,11 +387,8 @@ def value_table(value_fn: CoalitionValue, n_players: int) -> NDArray[np.float64]
         >>> value_table(lambda c: float(len(c)), 2).tolist()
         [0.0, 1.0, 1.0, 2.0]
     """
-    if (
-        isinstance(n_players, bool)
-        or not isinstance(n_players, int)
-        or not 1 <= n_players <= MAX_BITMASK_PARTIES
-    ):
+    check_int("n_players", n_players, 1)
+    if n_players > MAX_BITMASK_PARTIES:
         raise ValueError(
             f"Argument `n_players` must be an int in [1, {MAX_BITMASK_PARTIES}], "
             f"got {n_players!r}"

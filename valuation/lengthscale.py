@@ -34,6 +34,14 @@ from valuation.kernels import (
 
 logger = logging.getLogger(__name__)
 
+
+class LengthscaleError(ValueError):
+    """The lengthscale rule of docs/cgm.md §5.3 has no answer for these features.
+
+    The message says what to set instead (``value.lengthscale``).
+    """
+
+
 #: The bisection bracket and step count of docs/cgm.md §5.3 (normative).
 LENGTHSCALE_LO = 0.01
 LENGTHSCALE_HI = 1000.0
@@ -65,8 +73,8 @@ def bisect_lengthscale(
         (ℓ, (lo, hi)): ℓ = the final ``hi`` and the final bracket.
 
     Raises:
-        ValueError: if ``hi`` is invalid (no ℓ ≤ hi makes every v(D_i) ≥ 0) or
-            ``lo`` is already valid (the rule is undefined).
+        LengthscaleError: if ``hi`` is invalid (no ℓ ≤ hi makes every
+            v(D_i) ≥ 0) or ``lo`` is already valid (the rule is undefined).
 
     Example:
         >>> ell, (lo, hi) = bisect_lengthscale(lambda ell: np.array([ell - 1.0]))
@@ -76,12 +84,12 @@ def bisect_lengthscale(
     v_hi = np.asarray(singleton_values(hi), dtype=np.float64)
     if not (v_hi >= 0).all():
         worst = int(np.argmin(v_hi))
-        raise ValueError(
+        raise LengthscaleError(
             f"no ℓ ≤ {hi:g} makes v(D_i) ≥ 0 (party {worst}: v = {v_hi[worst]:.6g}); "
             "rescale features or set value.lengthscale"
         )
     if (np.asarray(singleton_values(lo)) >= 0).all():
-        raise ValueError(
+        raise LengthscaleError(
             f"ℓ = {lo:g} is already valid for every party; the rule is undefined; "
             "set value.lengthscale"
         )
@@ -217,7 +225,8 @@ def find_lengthscale(
         (ℓ, (lo, hi)): the smallest valid ℓ found and the final bracket.
 
     Raises:
-        ValueError: on bad features or settings, or either failure of the rule.
+        ValueError: on bad features or settings.
+        LengthscaleError: on either failure of the rule.
 
     Example:
         >>> rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""PartyValues: the content of ``value/values.json`` (docs/interface.md, docs/cgm.md §5.5).
+"""PartyValues: the content of ``values.json`` (docs/interface.md §6, docs/cgm.md §5.5).
 
 Parties are indexed 0 … N−1; a coalition key is the sorted member ids joined by
 commas, written and read only by :func:`valuation.coalition.coalition_key` and
@@ -21,7 +21,7 @@ ShapleyMethod = Literal["exact", "permutation"]
 
 @dataclass(frozen=True, kw_only=True)
 class PartyValues:
-    """Everything ``values.json`` holds (docs/interface.md plus docs/cgm.md §5.5 extras).
+    """Everything ``values.json`` holds (docs/interface.md §6; docs/cgm.md §5.5 extras).
 
     Attributes:
         lengthscale: ℓ of the SE kernel.

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from data.checks import check_int, check_positive_int
 from data.seeding import Seed
 from valuation.coalition import (
     MAX_BITMASK_PARTIES,
@@ -155,12 +156,7 @@ def _check_efficiency(phi: NDArray[np.float64], total: float, scale: float) -> N
 
 
 def _check_n_permutations(n_permutations: int) -> None:
-    if isinstance(n_permutations, bool) or not isinstance(
-        n_permutations, int | np.integer
-    ):
-        raise TypeError(
-            f"Argument `n_permutations` must be an int, got {n_permutations!r}"
-        )
+    check_int("n_permutations", n_permutations)
     if n_permutations < 2:
         raise ValueError(
             "Argument `n_permutations` must be >= 2 (the standard error needs two), "
@@ -332,8 +328,7 @@ def permutation_shapley_game(
         >>> phi.tolist(), se.tolist()
         ([1.0, 2.0], [0.0, 0.0])
     """
-    if isinstance(n_players, bool) or not isinstance(n_players, int) or n_players < 1:
-        raise ValueError(f"Argument `n_players` must be an int >= 1, got {n_players!r}")
+    check_positive_int("n_players", n_players)
     _check_n_permutations(n_permutations)
     cache: dict[frozenset[int], float] = {}
 

@@ -1,4 +1,4 @@
-"""Readers shared by stages: upstream files through their manifests (docs/interface.md §5)."""
+"""Readers shared by stages: upstream files via manifests (docs/interface.md §5)."""
 
 from __future__ import annotations
 
@@ -94,13 +94,6 @@ class RewardInputs:
     inputs: dict[str, Path]
 
 
-def read_features(run_dir: Path, n_parties: int) -> dict[str, NDArray]:
-    """``party_<i>``, ``candidates`` and ``reference`` from ``value/features.h5``."""
-    names = (*(f"party_{i}" for i in range(n_parties)), "candidates", "reference")
-    data, _ = read_h5(paths.features(run_dir), names=names)
-    return data
-
-
 def read_reward_inputs(run_dir: Path) -> RewardInputs:
     """Verify the gan, value and reward manifests and read what ``sample`` needs.
 
@@ -113,7 +106,9 @@ def read_reward_inputs(run_dir: Path) -> RewardInputs:
     manifest.require(run_dir, "reward", ["rewards"])
     values = PartyValues.from_dict(manifest.read_json(paths.values(run_dir)))
     rewards = manifest.read_json(paths.rewards(run_dir))
-    feats = read_features(run_dir, values.n_parties)
+    n = values.n_parties
+    names = (*(f"party_{i}" for i in range(n)), "candidates", "reference")
+    feats, _ = read_h5(paths.features(run_dir), names=names)
     cand, _ = read_h5(paths.candidates(run_dir), CANDIDATES)
     if len(cand["x"]) != len(feats["candidates"]):
         raise UsageError(
@@ -130,7 +125,7 @@ def read_reward_inputs(run_dir: Path) -> RewardInputs:
 
 
 def party_seeds(root: np.random.SeedSequence, n_parties: int) -> list[int]:
-    """One 63-bit integer seed per party from ``root.spawn(n_parties)`` (docs/cgm.md §7.1).
+    """One 63-bit int seed per party from ``root.spawn(n_parties)`` (docs/cgm.md §7.1).
 
     The integers fit an int64 HDF5 attribute; party i's generator is
     ``np.random.default_rng(seed_i)``.
@@ -139,7 +134,7 @@ def party_seeds(root: np.random.SeedSequence, n_parties: int) -> list[int]:
 
 
 def sampler_settings(cfg: RunConfig, n_parties: int) -> dict[str, Any]:
-    """Keyword arguments of `rewards.cgm.sampling.sample_parties` (docs/cgm.md §7.2, §10).
+    """Keywords of `rewards.cgm.sampling.sample_parties` (docs/cgm.md §7.2, §10).
 
     From ``[sample]`` and ``[value]``; shared by the sample stage and the β sweep so
     that both sample with the same kernel precision, tiling and devices.
@@ -152,4 +147,21 @@ def sampler_settings(cfg: RunConfig, n_parties: int) -> dict[str, Any]:
         "kernel_device": v.device,
         "kernel_precision": v.kernel_precision,
         "chunk_size": v.chunk_size,
+    }
+
+
+def read_reward_files(run_dir: Path) -> dict[str, Path]:
+    """Verify the sample manifest; output name -> path of every reward file.
+
+    Raises:
+        UsageError: if the sample manifest is missing or a reward file changed.
+    """
+    body = manifest.require(run_dir, "sample")
+    return {k: run_dir / v["path"] for k, v in body["outputs"].items()}
+
+
+def wall_times(run_dir: Path, stages: tuple[str, ...]) -> dict[str, float]:
+    """Stage -> ``wall_time_s`` of its manifest (for the report)."""
+    return {
+        s: manifest.read_json(paths.manifest(run_dir, s))["wall_time_s"] for s in stages
     }

@@ -1,4 +1,4 @@
-"""The ``contract`` stage: optimal contracts with models as rewards (docs/contract.md §4).
+"""The ``contract`` stage: optimal contracts, models as rewards (docs/contract.md §4).
 
 Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design for Collaborative
 Machine Learning" (AAAI 2025). The stage has no upstream and is not part of ``all``.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from matplotlib.figure import Figure
 
@@ -23,8 +22,13 @@ from pipeline.errors import UsageError
 from pipeline.figures.contract import plot_contributions, plot_menu, plot_rewards
 from pipeline.figures.save import save_figure
 from rewards.contract.accuracy import AccuracyModel
-from rewards.contract.recovery import RewardVerification, verify_rewards
-from rewards.contract.solve import ContractResult, make_accuracy, solve_contract
+from rewards.contract.recovery import verify_rewards
+from rewards.contract.solve import (
+    ContractResult,
+    contract_report,
+    make_accuracy,
+    solve_contract,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,32 +51,6 @@ def _accuracy(c: ContractConfig) -> AccuracyModel:
     except ValueError as e:
         keys = "a_opt, k" if c.accuracy == "sgb" else "a_max, kappa, exponent"
         raise UsageError(f"[contract] {keys}: {e}") from e
-
-
-def contract_body(
-    result: ContractResult, verification: RewardVerification, config: dict[str, Any]
-) -> dict[str, Any]:
-    """The content of ``contract.json`` (docs/contract.md §4).
-
-    Args:
-        result: the solved contract.
-        verification: the stage's per-outcome/per-type check.
-        config: the resolved ``[contract]`` table.
-
-    Returns:
-        A JSON-ready dict: the config, the result, welfare figures and the checks.
-    """
-    body = {"config": config, **result.to_dict()}
-    ci = result.complete_info
-    body["welfare"] = {
-        "expected_value_fm": result.expected_value,
-        "expected_value_ci": None if ci is None else ci.expected_value,
-        "information_cost": result.information_cost,
-        "information_rent": [float(r) for r in result.rent],
-    }
-    body["verification"] = verification.to_dict()
-    body["success"] = result.success and verification.holds
-    return body
 
 
 def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, Path]:
@@ -117,7 +95,10 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         accuracy=result.accuracy,
         value_scale=result.value_scale,
     )
-    body = contract_body(result, verification, cfg.tables(*TABLES)["contract"])
+    body = {
+        "config": cfg.tables(*TABLES)["contract"],
+        **contract_report(result, verification),
+    }
     if not body["success"]:
         logger.warning(
             "contract not verified (contract.json records success false): solver "

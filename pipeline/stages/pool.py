@@ -14,6 +14,7 @@ import numpy as np
 
 from data.h5 import write_h5
 from data.sources import (
+    hold_out_per_party,
     layout_of,
     load_party_files,
     load_source,
@@ -65,16 +66,7 @@ def _from_files(cfg: RunConfig, seeds: list[np.random.SeedSequence]):
             f"differs from the party files' {parties[0][0].shape[1:]}"
         )
     if test is None:
-        kept, held = [], []
-        for (x, y), ss in zip(parties, seeds[1].spawn(len(parties)), strict=True):
-            tr, te = stratified_test_split(y, d.test_fraction, seed=ss)
-            kept.append((x[tr], y[tr]))
-            held.append((x[te], y[te]))
-        parties = kept
-        test = (
-            np.concatenate([h[0] for h in held]),
-            np.concatenate([h[1] for h in held]),
-        )
+        parties, test = hold_out_per_party(parties, d.test_fraction, seed=seeds[1])
         for path, (x, _) in zip(d.party_files, parties, strict=True):
             if x.shape[0] == 0:
                 raise UsageError(

@@ -99,11 +99,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         run_dir,
         "sample",
         config=cfg.tables(*TABLES),
-        seed={
-            "root": cfg.seed,
-            "sample_seed": s.seed,
-            "party_seeds": seeds,
-        },
+        seed={"root": cfg.seed, "sample_seed": s.seed, "party_seeds": seeds},
         inputs=up.inputs,
         outputs=outputs,
         started=t0,

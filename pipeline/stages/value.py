@@ -1,27 +1,29 @@
 """The ``value`` stage: features, lengthscale, coalition and Shapley values.
 
-docs/cgm.md §4–§5: one feature map fitted on parties and candidates and applied to both;
-v(S) = S_XY − S_X against T = all party data ⊎ all candidates; all 2^N coalition
-values from one block-sum kernel pass; exact (or permutation) Shapley values.
+docs/cgm.md §4–§5: one feature map fitted on parties and candidates, applied to
+both; v(S) = S_XY − S_X against T = all party data ⊎ all candidates; all 2^N
+coalition values from one block-sum kernel pass; exact (or permutation) Shapley.
 Writes ``value/features.h5``, ``value/values.json`` (and the autoencoder).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 
+from data.atomic import atomic_path
 from data.h5 import CANDIDATES, read_h5, write_h5
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.stages.common import read_pool
-from valuation.api import value_parties
-from valuation.features import AutoencoderMap, PcaMap, featurise
+from valuation.api import NonPositiveShapleyError, value_parties
+from valuation.autoencoder import AutoencoderMap
+from valuation.features import PcaMap, featurise
+from valuation.lengthscale import LengthscaleError
 
 logger = logging.getLogger(__name__)
 
@@ -80,24 +82,20 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             features=fmap.kind,
             progress=progress,
         )
+    except LengthscaleError as e:
+        raise UsageError(f"[value] lengthscale: {e}") from e
+    except NonPositiveShapleyError as e:
+        raise UsageError(f"[value] shapley: {e}") from e
     except ValueError as e:
-        text = str(e)
-        key = (
-            "lengthscale"
-            if "ℓ" in text or "lengthscale" in text
-            else ("shapley" if "Shapley" in text else "features")
-        )
-        raise UsageError(f"[value] {key}: {text}") from e
+        raise UsageError(f"[value] features: {e}") from e
     outputs: dict[str, Path] = {}
     groups = {}
     if isinstance(fmap, PcaMap):
         groups["feature_map"] = fmap.to_arrays()
     if isinstance(fmap, AutoencoderMap):
-        ckpt = paths.autoencoder_ckpt(run_dir)
-        tmp = ckpt.with_name(f".{ckpt.name}.tmp")
-        fmap.save(str(tmp))
-        os.replace(tmp, ckpt)
-        outputs["autoencoder"] = ckpt
+        with atomic_path(paths.autoencoder_ckpt(run_dir)) as tmp:
+            fmap.save(str(tmp))
+        outputs["autoencoder"] = paths.autoencoder_ckpt(run_dir)
     datasets = {f"party_{i}": f for i, f in enumerate(party_f)}
     datasets["candidates"] = cand_f
     datasets["reference"] = np.concatenate([*party_f, cand_f]).astype(np.float32)

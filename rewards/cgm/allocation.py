@@ -3,9 +3,9 @@
 Tay, Xu, Foo, Low, "Incentivizing Collaboration in Machine Learning via Synthetic
 Data Rewards" (AAAI 2022), §4, after Sim et al. (ICML 2020): party i's reward value
 is r_i = α_i^ρ · v*, where α_i = φ_i / max_j φ_j is the *normalised Shapley value*
-(not the CGSV decay of docs/cgsv.md). With ``reward.rho = "auto"`` the pair (u = log v*, ρ)
-solves a two-variable LP that is linear in log space (§6.1); with a fixed ρ, v* is the
-largest attainable value (§6.2).
+(not the CGSV decay of docs/cgsv.md). With ``reward.rho = "auto"`` the pair
+(u = log v*, ρ) solves a two-variable LP that is linear in log space (§6.1); with a
+fixed ρ, v* is the largest attainable value (§6.2).
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linprog
 
+from data.checks import check_interval, check_positive
+
 logger = logging.getLogger(__name__)
 
 Condition = Literal["stable", "individual"]
 
-# A lower bound ≤ 0 has no logarithm; the reference code (and docs/cgm.md §6.1) uses 1e-7.
+# A lower bound ≤ 0 has no logarithm; the reference code and docs/cgm.md §6.1 use 1e-7.
 _LOWER_FLOOR = 1e-7
 # Weight of ρ in the objective u + 0.001·ρ (docs/cgm.md §6.1).
 _RHO_WEIGHT = 1e-3
@@ -32,7 +34,7 @@ _VIOLATION_RTOL = 1e-9
 
 
 class InfeasibleRewardError(ValueError):
-    """The LP of docs/cgm.md §6.1 has no solution; the message is one line naming the pairs.
+    """The LP of docs/cgm.md §6.1 has no solution; the one-line message names the pairs.
 
     Attributes:
         interval: the closed-form interval (with the pairs that set its ends).
@@ -124,16 +126,13 @@ def reward_values(alpha: ArrayLike, rho: float, v_star: float) -> NDArray[np.flo
         ValueError: if an α_i is not in (0, 1], ρ is not in [0, 1] or v* is not > 0.
 
     Example:
-        >>> reward_values([1.0, 0.25], 0.5, 2.0)  # 0.25^0.5 · 2 = 1
+        >>> reward_values([1.0, 0.25], 0.5, 2.0).round(9)  # 0.25^0.5 · 2 = 1
         array([2., 1.])
     """
     a = _alpha_vector(alpha)
-    rho = _check_rho(rho)
-    if isinstance(v_star, bool) or not (math.isfinite(v_star) and v_star > 0):
-        raise ValueError(
-            f"Argument `v_star` must be a finite number > 0, got {v_star!r}"
-        )
-    return a**rho * float(v_star)
+    rho = check_interval("rho", rho, 0, 1)
+    v_star = check_positive("v_star", v_star)
+    return a**rho * v_star
 
 
 def rho_interval(alpha: ArrayLike, lower: ArrayLike, v_max: ArrayLike) -> RhoInterval:
@@ -256,10 +255,10 @@ def fixed_rho(
 
     Example:
         >>> res = fixed_rho([1.0, 0.25], [0.1, 0.1], [0.2, 0.2], [1.0, 0.5], 0.5)
-        >>> res.v_star, res.reward_values  # min(1/1, 0.5/0.5) = 1
-        (1.0, (1.0, 0.5))
+        >>> round(res.v_star, 9), [round(r, 9) for r in res.reward_values]
+        (1.0, [1.0, 0.5])
     """
-    rho = _check_rho(rho)
+    rho = check_interval("rho", rho, 0, 1)
     lower = _lower_for(condition, v_single, v_stable_lower)
     a, low, vmax = _check_inputs(alpha, lower, v_max)
     v_star = float(np.min(vmax / a**rho))
@@ -427,16 +426,6 @@ def _check_inputs(
         if not vi > 0:
             raise ValueError(f"Argument `v_max` must be > 0, got {vi!r} for party {i}")
     return a, low, vmax
-
-
-def _check_rho(rho: float) -> float:
-    if isinstance(rho, bool) or not isinstance(
-        rho, (int, float, np.floating, np.integer)
-    ):
-        raise TypeError(f"Argument `rho` must be a number in [0, 1], got {rho!r}")
-    if not 0.0 <= float(rho) <= 1.0:
-        raise ValueError(f"Argument `rho` must be in [0, 1], got {rho!r}")
-    return float(rho)
 
 
 __all__ = [

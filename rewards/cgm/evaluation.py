@@ -3,7 +3,8 @@
 Per party, compares X = D_i (before) and X = D_i ⊎ R_i (after) with the reference
 T in feature space (unbiased MMD², k-NN KL, Gaussian W2, class imbalance, |R_i|),
 correlates the after-values with α, and measures the downstream accuracy gain of a
-classifier trained on D_i ⊎ R_i over one trained on D_i alone.
+classifier trained on D_i ⊎ R_i over one trained on D_i alone. `beta_sweep` reruns
+the sampler for several β in memory (docs/cgm.md §8.3).
 """
 
 from __future__ import annotations
@@ -13,8 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
+from rewards.cgm.sampling import (
+    candidate_reference_sums,
+    initial_state,
+    sample_parties,
+)
 from rewards.classifiers import accuracy, fit_classifier
 from rewards.metrics import mean_and_se, pearson_or_none
 from valuation.divergences import class_imbalance, gaussian_w2, knn_kl_divergence
@@ -170,3 +176,88 @@ def downstream_accuracy(
         )
         accs.append(accuracy(model, pre.transform(test[0]), test[1]))
     return {"acc_before": accs[0], "acc_after": accs[1], "gain": accs[1] - accs[0]}
+
+
+def beta_sweep(
+    inv_temps: Sequence[float],
+    parties: Sequence[tuple[NDArray, NDArray]],
+    candidates: tuple[NDArray, NDArray],
+    ref: Reference,
+    alpha: Sequence[float],
+    targets: ArrayLike,
+    n_classes: int,
+    *,
+    seeds: Sequence[Sequence[int]],
+    workers: int = 1,
+    device: str = "cpu",
+    kernel_device: str = "cpu",
+    kernel_precision: str = "float64",
+    chunk_size: int = 4096,
+    progress: bool = False,
+) -> dict[str, object]:
+    """Rerun the sampler in memory per β and measure the rewards (docs/cgm.md §8.3).
+
+    The kernel sums t and each party's initial sums are computed once for every β
+    and handed to `sample_parties`; the metrics after rewards are those of
+    `distribution_metrics`, on ``kernel_device`` with ``chunk_size``.
+
+    Args:
+        inv_temps: the β values (``math.inf`` = greedy).
+        parties: per party, (features, labels) of its own data D_i.
+        candidates: (features, labels) of the candidates G.
+        ref: the reference T and its lengthscale.
+        alpha: (N,) normalised Shapley values α_i = φ_i / max φ.
+        targets: (N,) reward values r_i.
+        n_classes: C of the pool.
+        seeds: per β, one integer seed per party.
+        workers: sampling processes (see `sample_parties`).
+        device: device of the additions.
+        kernel_device: device of the one-off kernel pass and of the metrics.
+        kernel_precision: dtype of kernel values in the one-off pass.
+        chunk_size: rows per kernel tile.
+        progress: show progress bars.
+
+    Returns:
+        ``{}`` when ``inv_temps`` is empty; else ``per_beta`` (β and its
+        `alpha_correlations`), ``n_rewards`` and ``mmd2`` ([β][party]) and
+        ``summary`` (`sweep_summary`).
+    """
+    betas = list(inv_temps)
+    if not betas:
+        return {}
+    feats = [f for f, _ in parties]
+    g, t_ref, ell = candidates[0], ref.features, ref.lengthscale
+    kernel = {
+        # the mean of T as stored (float32 in a run), as the sweep has always used
+        "center": t_ref.mean(0),
+        "device": kernel_device,
+        "kernel_precision": kernel_precision,
+        "chunk_size": chunk_size,
+    }
+    t = candidate_reference_sums(g, t_ref, ell, **kernel)
+    states = [initial_state(x, g, t_ref, ell, **kernel) for x in feats]
+    kw = {"chunk_size": chunk_size, "device": kernel_device}
+    per_beta, n_rew, mmd = [], [], []
+    for beta, beta_seeds in zip(betas, seeds, strict=True):
+        results = sample_parties(
+            feats, g, t_ref, ell, targets,
+            inv_temp=beta, seeds=beta_seeds, workers=workers, device=device,
+            kernel_device=kernel_device, kernel_precision=kernel_precision,
+            chunk_size=chunk_size, progress=progress, t=t, states=states,
+        )  # fmt: skip
+        rows = []
+        for (x, y), res in zip(parties, results, strict=True):
+            idx = res.candidate_index
+            f_all = np.concatenate([x, g[idx]])
+            y_all = np.concatenate([y, candidates[1][idx]])
+            rows.append(
+                distribution_metrics(
+                    f_all, y_all, ref, n_classes, n_rewards=len(idx), **kw
+                )
+            )
+        per_beta.append({"inv_temp": beta, **alpha_correlations(alpha, rows)})
+        n_rew.append([r["n_rewards"] for r in rows])
+        mmd.append([r["mmd2"] for r in rows])
+        logger.info("sweep β = %g: rewards %s", beta, n_rew[-1])
+    summary = sweep_summary(betas, per_beta, n_rew, mmd)
+    return {"per_beta": per_beta, "n_rewards": n_rew, "mmd2": mmd, "summary": summary}

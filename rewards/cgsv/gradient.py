@@ -1,42 +1,37 @@
-"""Pure functions of the cosine gradient Shapley value (CGSV), docs/cgsv.md §2, §5, §8, §9.
+"""The pure per-round math of the cosine gradient Shapley value (CGSV), docs/cgsv.md §2.
 
 Source: Xu, Lyu, Ma, Miao, Foo, Low, "Gradient Driven Rewards to Guarantee Fairness in
-Collaborative Machine Learning", NeurIPS 2021. One round of §2 reads, in these
-functions:
+Collaborative Machine Learning", NeurIPS 2021. One round of docs/cgsv.md §2 reads,
+step by step, in these functions (step 1, local training, is `FLParty.fit`):
 
     u_i = normalise_update(Δ_i, Γ)                      (step 2)
     w   = aggregation_weights(kind, n, r, U, t)         (step 3, §5)
-    ψ   = cosine_contributions(U, u_N = Σ w_i u_i)      (step 5)
+    u_N = Σ_i w_i u_i                                   (step 4, the strategy)
+    ψ   = cosine_contributions(U, u_N)                  (step 5)
     r   = update_importance(r, ψ, α)                    (step 6; α is the CGSV decay)
     q   = reward_fractions(r, β)                        (step 7)
-    g_i = layer_topk(u_N by layer, q_i)                 (step 8)
+    g_i = layer_topk(u_N by layer, q_i)                 (step 8; `flat_layer_topk`
+                                                         for all parties at once)
 
 Parameters and updates stay in the model dtype (float32); ψ, r, q and all cosines are
-float64. The exactness check of §8 compares ψ with the exact Shapley value of the cosine
-game v(S) = cos(Σ_{i∈S} u_i, u_N) (`exact_shapley_cosine`, which builds the value table
-and calls `valuation.shapley.exact_shapley`) and with its Monte-Carlo estimate
-(`mc_shapley_cosine`); `sv_check` runs the whole table.
+float64. The cosine game of docs/cgsv.md §8 is in `rewards.cgsv.cosine_game`.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from data.seeding import Seed
-from rewards.metrics import pearson_or_none
-from valuation.shapley import exact_shapley
+from data.checks import check_int, check_interval, check_positive
+from rewards.nash import bargaining
+from rewards.nash.bargaining import NbsResult
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +41,11 @@ UPLOAD_EPS = 1e-7
 COSINE_EPS = 1e-10
 #: Floor of the importance r before renormalising (docs/cgsv.md §2 step 6).
 IMPORTANCE_FLOOR = 1e-3
-#: Largest N for the 2^N value table of the cosine game (2^N × N float64 running sums).
-MAX_COSINE_GAME_PARTIES = 20
 
 AggregatorKind = Literal["cgsv", "fedavg", "nash"]
-#: ``nbs(G)`` of docs/nash.md §2 for G = U (N, D) float64. Either a tuple ``(alpha, info)``
-#: with ``alpha = None`` on failure, or an object with ``alpha`` and ``success``.
-NbsSolver = Callable[[NDArray[np.float64]], Any]
+#: ``nbs(G)`` of docs/nash.md §2 for G = U (N, D) float64: an `NbsResult` (``alpha``
+#: is ``None`` unless ``success``).
+NbsSolver = Callable[[NDArray[np.float64]], NbsResult]
 
 
 def check_gamma(gamma: Any) -> float:
@@ -65,17 +58,14 @@ def check_gamma(gamma: Any) -> float:
         ``float(gamma)``.
 
     Raises:
+        TypeError: if Γ is not a number.
         ValueError: if Γ is not a finite number > 0.
 
     Example:
         >>> check_gamma(1)
         1.0
     """
-    if isinstance(gamma, bool) or not (isinstance(gamma, int | float) and gamma > 0):
-        raise ValueError(f"Argument `gamma` must be > 0, got {gamma!r}")
-    if not math.isfinite(gamma):
-        raise ValueError(f"Argument `gamma` must be finite, got {gamma!r}")
-    return float(gamma)
+    return check_positive("gamma", gamma)
 
 
 def normalise_update(delta: Tensor, gamma: float) -> Tensor:
@@ -95,8 +85,9 @@ def normalise_update(delta: Tensor, gamma: float) -> Tensor:
         ValueError: if ``gamma`` ≤ 0 or ``delta`` is not 1-D and finite.
 
     Example:
-        >>> normalise_update(torch.tensor([3.0, 4.0]), 0.5).tolist()  # 0.5·(3, 4)/5
-        [0.30000001192092896, 0.4000000059604645]
+        >>> u = normalise_update(torch.tensor([3.0, 4.0]), 0.5)  # 0.5·(3, 4)/5
+        >>> [round(v, 6) for v in u.tolist()], u.dtype
+        ([0.3, 0.4], torch.float32)
     """
     check_gamma(gamma)
     if delta.ndim != 1:
@@ -144,15 +135,16 @@ def aggregation_weights(
         r: (N,) previous importance r_{t−1} (ignored in round 0 and by ``fedavg``).
         uploads: (N, D) uploads u_i (used only by ``nash``).
         round: the round t ≥ 0.
-        nbs: the bargaining solver for ``nash``; default
-            ``rewards.nash.bargaining.nbs``.
+        nbs: the bargaining solver for ``nash`` (tests pass a stub); default
+            `rewards.nash.bargaining.nbs`.
 
     Returns:
         (w, nbs_failed): (N,) float64 weights and whether the bargaining failed.
 
     Raises:
-        ValueError: on an unknown kind, bad sizes, a negative round, an r that is not a
-            distribution, or ``nash`` without an available solver.
+        TypeError: if ``round`` is not an integer.
+        ValueError: on an unknown kind, bad sizes, a negative round, or an r that is
+            not a distribution.
 
     Example:
         >>> u = np.zeros((2, 1))
@@ -161,8 +153,7 @@ def aggregation_weights(
         ([0.25, 0.75], False)
     """
     sizes = _check_sizes(n)
-    if isinstance(round, bool) or not isinstance(round, int | np.integer) or round < 0:
-        raise ValueError(f"Argument `round` must be an integer >= 0, got {round!r}")
+    check_int("round", round, 0)
     if kind not in ("cgsv", "fedavg", "nash"):
         raise ValueError(
             f"Argument `kind` must be 'cgsv', 'fedavg' or 'nash', got {kind!r}"
@@ -198,15 +189,8 @@ def aggregation_weights(
 def _nbs_alpha(
     nbs: NbsSolver | None, uploads: Tensor | ArrayLike, n_parties: int
 ) -> NDArray[np.float64] | None:
-    if nbs is None:
-        try:
-            from rewards.nash.bargaining import nbs as default_nbs
-        except ImportError as e:
-            raise ValueError(
-                "Argument `kind` is 'nash' but no solver is available: pass `nbs` or "
-                "provide rewards.nash.bargaining.nbs (docs/nash.md §2)"
-            ) from e
-        nbs = default_nbs
+    """α of ``nbs(U)`` (docs/nash.md §2), or ``None`` when the bargaining failed."""
+    solver = bargaining.nbs if nbs is None else nbs
     if isinstance(uploads, Tensor):
         g = uploads.detach().to("cpu", torch.float64).numpy()
     else:
@@ -215,17 +199,10 @@ def _nbs_alpha(
         raise ValueError(
             f"Argument `uploads` must be ({n_parties}, D), got shape {g.shape}"
         )
-    result = nbs(g)
-    if isinstance(result, tuple):
-        alpha, info = result[0], (result[1] if len(result) > 1 else None)
-    else:
-        alpha, info = getattr(result, "alpha", None), result
-    success = getattr(info, "success", None)
-    if success is None and isinstance(info, dict):
-        success = info.get("success")
-    if alpha is None or success is False:
+    result = solver(g)
+    if not result.success or result.alpha is None:
         return None
-    a = np.asarray(alpha, dtype=np.float64)
+    a = np.asarray(result.alpha, dtype=np.float64)
     if a.shape != (n_parties,) or not np.all(np.isfinite(a)) or not np.all(a > 0):
         return None
     return a
@@ -234,10 +211,10 @@ def _nbs_alpha(
 def cosine_contributions(
     uploads: Tensor | ArrayLike, aggregate: Tensor | ArrayLike
 ) -> NDArray:
-    """Contributions ψ_i = ⟨u_i, u_N⟩ / (max(‖u_i‖, ε) · max(‖u_N‖, ε)) (docs/cgsv.md §2).
+    """Contributions ψ_i = ⟨u_i, u_N⟩ / (max(‖u_i‖, ε) · max(‖u_N‖, ε)).
 
-    Step 5, with ε = 1e-10. Computed in float64. A zero upload (or aggregate) gives
-    ψ = 0 and a warning.
+    docs/cgsv.md §2 step 5, with ε = 1e-10. Computed in float64. A zero upload (or
+    aggregate) gives ψ = 0 and a warning.
 
     Args:
         uploads: (N, D) uploads u_i.
@@ -287,10 +264,11 @@ def _check_cosine_shapes(u_shape: tuple[int, ...], a_shape: tuple[int, ...]) -> 
 def update_importance(
     r: ArrayLike, psi: ArrayLike, alpha: float, floor: float = IMPORTANCE_FLOOR
 ) -> NDArray[np.float64]:
-    """Importance r ← normalise(max(α r_{t−1} + (1−α) ψ, floor)) (docs/cgsv.md §2 step 6).
+    """Importance r ← normalise(max(α r_{t−1} + (1−α) ψ, floor)), docs/cgsv.md §2.
 
-    ``alpha`` here is the CGSV decay α of `fl.alpha`, not a normalised Shapley value.
-    Mixing a normalised r with raw cosines is intended (the reference does it).
+    Step 6. ``alpha`` here is the CGSV decay α of `fl.alpha`, not a normalised
+    Shapley value. Mixing a normalised r with raw cosines is intended (the reference
+    does it).
 
     Args:
         r: (N,) previous importance r_{t−1} (zeros before round 0).
@@ -305,13 +283,11 @@ def update_importance(
         ValueError: on bad α, floor, or mismatched / non-finite inputs.
 
     Example:
-        >>> update_importance(np.zeros(5), np.full(5, 0.5), 0.95).tolist()  # equal ψ
+        >>> update_importance(np.zeros(5), np.full(5, 0.5), 0.95).round(6).tolist()
         [0.2, 0.2, 0.2, 0.2, 0.2]
     """
-    if isinstance(alpha, bool) or not (0.0 <= alpha < 1.0):
-        raise ValueError(f"Argument `alpha` must satisfy 0 <= alpha < 1, got {alpha!r}")
-    if not floor > 0:
-        raise ValueError(f"Argument `floor` must be > 0, got {floor!r}")
+    check_interval("alpha", alpha, 0, 1, closed="left")
+    check_positive("floor", floor)
     prev = np.asarray(r, dtype=np.float64)
     p = np.asarray(psi, dtype=np.float64)
     if prev.ndim != 1 or prev.shape != p.shape or prev.size == 0:
@@ -344,8 +320,7 @@ def reward_fractions(r: ArrayLike, beta: float) -> NDArray[np.float64]:
         >>> reward_fractions([0.1, 0.2], 1.0).round(4).tolist()  # .09967 / .19738
         [0.505, 1.0]
     """
-    if isinstance(beta, bool) or not (isinstance(beta, int | float) and beta > 0):
-        raise ValueError(f"Argument `beta` must be > 0, got {beta!r}")
+    check_positive("beta", beta, allow_inf=True)
     rr = np.asarray(r, dtype=np.float64)
     if rr.ndim != 1 or rr.size == 0 or not np.all(np.isfinite(rr)) or np.any(rr < 0):
         raise ValueError(f"Argument `r` must be finite and >= 0, got {rr.tolist()}")
@@ -396,8 +371,7 @@ def layer_topk(update_by_layer: Sequence[Tensor], q: float) -> list[Tensor]:
         >>> [t.tolist() for t in layer_topk([torch.tensor([3.0, -1.0, 2.0, 0.5])], 0.5)]
         [[3.0, 0.0, 2.0, 0.0]]
     """
-    if isinstance(q, bool) or not (0.0 < q <= 1.0):
-        raise ValueError(f"Argument `q` must satisfy 0 < q <= 1, got {q!r}")
+    check_interval("q", q, 0, 1, closed="right")
     out = []
     for layer in update_by_layer:
         n_l = layer.numel()
@@ -412,7 +386,7 @@ def layer_topk(update_by_layer: Sequence[Tensor], q: float) -> list[Tensor]:
 
 
 def flat_layer_topk(update: Tensor, sizes: Sequence[int], q: ArrayLike) -> Tensor:
-    """LayerTopK(u, q_i) for all parties at once on the flat vector (docs/cgsv.md §2 step 8).
+    """LayerTopK(u, q_i) for all parties at once on the flat vector (docs/cgsv.md §2).
 
     The fast path of `layer_topk` used by the server: each layer's |u^l| is sorted
     once, τ_l(q_i) is read off at position k_l − 1 for every party, and the rewards
@@ -459,352 +433,3 @@ def flat_layer_topk(update: Tensor, sizes: Sequence[int], q: ArrayLike) -> Tenso
             tau[:, col] = ordered[torch.as_tensor(pos, device=mag.device)]
     tau_full = tau.repeat_interleave(torch.as_tensor(sizes, device=mag.device), dim=1)
     return torch.where(mag >= tau_full, update, torch.zeros((), dtype=update.dtype))
-
-
-# --- The cosine game of docs/cgsv.md §8 --------------------------------------------
-
-
-def _check_u(u: ArrayLike) -> NDArray[np.float64]:
-    mat = np.asarray(u, dtype=np.float64)
-    if mat.ndim != 2 or mat.shape[0] < 2 or mat.shape[1] < 1:
-        raise ValueError(
-            f"Argument `U` must be (N, d) with N >= 2, got shape {mat.shape}"
-        )
-    if not np.all(np.isfinite(mat)):
-        raise ValueError("Argument `U` must be finite")
-    return mat
-
-
-def cosine_game_values(U: ArrayLike) -> NDArray[np.float64]:
-    """Bitmask value table of v(S) = cos(Σ_{i∈S} u_i, u_N), u_N = Σ_i u_i (docs/cgsv.md §8).
-
-    Built with incremental sums over the Gram matrix M = UUᵀ: adding party i to a
-    coalition S' (all of whose members have lower index) gives
-    ⟨s, u_N⟩ = ⟨s', u_N⟩ + ⟨u_i, u_N⟩ and ‖s‖² = ‖s'‖² + 2 Σ_{j∈S'} M_ij + M_ii, where
-    the row sums Σ_{j∈S'} M_{·j} are carried along. v(∅) = 0.
-
-    Args:
-        U: (N, d) vectors u_i (not normalised), 2 ≤ N ≤ 20.
-
-    Returns:
-        (2^N,) float64 table; bit i of the index set means party i is in S.
-
-    Raises:
-        ValueError: on a bad shape, non-finite entries or N > 20.
-
-    Example:
-        >>> cosine_game_values(np.array([[1.0, 0.0], [0.0, 1.0]])).round(4).tolist()
-        [0.0, 0.7071, 0.7071, 1.0]
-    """
-    u = _check_u(U)
-    n = u.shape[0]
-    if n > MAX_COSINE_GAME_PARTIES:
-        raise ValueError(
-            f"Argument `U` has N = {n} rows; the cosine game table supports at most "
-            f"{MAX_COSINE_GAME_PARTIES}"
-        )
-    grand = u.sum(axis=0)
-    to_grand = u @ grand
-    gram = u @ u.T
-    grand_norm = max(math.sqrt(max(float(grand @ grand), 0.0)), COSINE_EPS)
-    dot = np.zeros(1 << n)
-    sq = np.zeros(1 << n)
-    row_sums = np.zeros((1 << n, n))
-    for i in range(n):
-        lo = 1 << i
-        dot[lo : 2 * lo] = dot[:lo] + to_grand[i]
-        sq[lo : 2 * lo] = sq[:lo] + 2.0 * row_sums[:lo, i] + gram[i, i]
-        row_sums[lo : 2 * lo] = row_sums[:lo] + gram[i]
-    norms = np.maximum(np.sqrt(np.maximum(sq, 0.0)), COSINE_EPS)
-    values = dot / (norms * grand_norm)
-    values[0] = 0.0
-    return values
-
-
-def exact_shapley_cosine(U: ArrayLike) -> NDArray[np.float64]:
-    """Exact Shapley value φ of the cosine game of docs/cgsv.md §8.
-
-    Builds the table of `cosine_game_values` and calls
-    `valuation.shapley.exact_shapley`. Efficiency gives Σφ = v(grand) = 1, which is
-    checked.
-
-    Args:
-        U: (N, d) vectors u_i, 2 ≤ N ≤ 20; u_N = Σ_i u_i (unweighted).
-
-    Returns:
-        (N,) float64 φ.
-
-    Raises:
-        ValueError: on a bad ``U``.
-        RuntimeError: if Σφ ≠ 1 (to 1e-9), e.g. when u_N = 0.
-
-    Example:
-        >>> # v({0}) = 2/√5, v({1}) = 1/√5: φ_0 = (2/√5 + 1 − 1/√5)/2
-        >>> exact_shapley_cosine(np.array([[2.0, 0.0], [0.0, 1.0]])).round(4).tolist()
-        [0.7236, 0.2764]
-    """
-    values = cosine_game_values(U)
-    phi = exact_shapley(values)
-    if abs(float(phi.sum()) - 1.0) > 1e-9:  # 1e-9: float64 sums over 2^N terms
-        raise RuntimeError(
-            f"Cosine-game Shapley efficiency failed: sum(phi) = {phi.sum()!r}, "
-            "expected 1 "
-            "(is the grand vector zero?)"
-        )
-    return phi
-
-
-def mc_shapley_cosine(
-    U: ArrayLike,
-    K: int,
-    *,
-    seed: Seed,
-) -> NDArray[np.float64]:
-    """Monte-Carlo Shapley value φ̄ of the cosine game over permutations (docs/cgsv.md §8).
-
-    Averages marginal contributions v(P + i) − v(P) along K seeded random orders,
-    computing each order's prefix sums in R^d as the authors do. When N! ≤ K all N!
-    orders are used once (so the result is exact); otherwise orders are drawn one at
-    a time and never all materialised.
-
-    Args:
-        U: (N, d) vectors u_i, N ≥ 2.
-        K: number of permutations ≥ 1 (150 = ⌈ln(2/δ)/(2ε²)⌉ at ε = δ = 0.1).
-        seed: seed of the generator drawing the orders.
-
-    Returns:
-        (N,) float64 φ̄.
-
-    Raises:
-        ValueError: on a bad ``U`` or ``K``.
-
-    Example:
-        >>> u = np.array([[2.0, 0.0], [0.0, 1.0]])  # 2! ≤ K: both orders, exact
-        >>> mc_shapley_cosine(u, 150, seed=0).round(4).tolist()
-        [0.7236, 0.2764]
-    """
-    u = _check_u(U)
-    if isinstance(K, bool) or not isinstance(K, int | np.integer) or K < 1:
-        raise ValueError(f"Argument `K` must be an integer >= 1, got {K!r}")
-    n = u.shape[0]
-    grand = u.sum(axis=0)
-    grand_norm = max(float(np.linalg.norm(grand)), COSINE_EPS)
-    rng = np.random.default_rng(seed)
-    if math.factorial(n) <= K:
-        orders: Any = itertools.permutations(range(n))
-        count = math.factorial(n)
-    else:
-        orders = (rng.permutation(n) for _ in range(int(K)))
-        count = int(K)
-    to_grand = u @ grand  # ⟨s, u_N⟩ of a prefix s is the prefix sum of these
-    prefix = np.empty_like(u)
-    phi = np.zeros(n)
-    for order in orders:
-        idx = np.asarray(order)
-        np.take(u, idx, axis=0, out=prefix)
-        np.cumsum(prefix, axis=0, out=prefix)
-        norms = np.sqrt(np.einsum("ij,ij->i", prefix, prefix))
-        v = np.cumsum(to_grand[idx]) / (np.maximum(norms, COSINE_EPS) * grand_norm)
-        phi[idx] += np.diff(v, prepend=0.0)  # v(∅) = 0
-    return phi / count
-
-
-def mc_permutations(eps: float = 0.1, delta: float = 0.1) -> int:
-    """K = ⌈ln(2/δ)/(2ε²)⌉ permutations for an (ε, δ) Hoeffding bound (docs/cgsv.md §8).
-
-    Args:
-        eps: ε > 0.
-        delta: 0 < δ < 1.
-
-    Returns:
-        K.
-
-    Raises:
-        ValueError: on ε ≤ 0 or δ ∉ (0, 1).
-
-    Example:
-        >>> mc_permutations()
-        150
-    """
-    if not eps > 0:
-        raise ValueError(f"Argument `eps` must be > 0, got {eps!r}")
-    if not 0 < delta < 1:
-        raise ValueError(f"Argument `delta` must satisfy 0 < delta < 1, got {delta!r}")
-    return math.ceil(math.log(2.0 / delta) / (2.0 * eps * eps))
-
-
-# --- The exactness table of docs/cgsv.md §8 ----------------------------------------
-
-#: (N, d) settings: N = 5..10 at d = 1000, then d = 2^10..2^15 at N = 10.
-SV_CHECK_SETTINGS: tuple[tuple[int, int], ...] = tuple(
-    [(n, 1000) for n in range(5, 11)] + [(10, 2**k) for k in range(10, 16)]
-)
-
-
-@dataclass(frozen=True)
-class SvCheckRow:
-    """One row of ``fl/sv_check.csv``: means and stds over trials (docs/cgsv.md §8).
-
-    L1/L2/Pearson compare the sum-1-normalised ψ (``psi_*``) and φ̄ (``mc_*``) with
-    the normalised exact φ; ``*_cos_dist`` is the cosine distance 1 − cos(est, φ).
-    Times are mean CPU seconds per trial.
-    """
-
-    n_parties: int
-    dim: int
-    trials: int
-    n_permutations: int
-    psi_l1_mean: float
-    psi_l1_std: float
-    psi_l2_mean: float
-    psi_l2_std: float
-    psi_pearson_mean: float
-    psi_pearson_std: float
-    psi_cos_dist_mean: float
-    psi_cos_dist_std: float
-    mc_l1_mean: float
-    mc_l1_std: float
-    mc_l2_mean: float
-    mc_l2_std: float
-    mc_pearson_mean: float
-    mc_pearson_std: float
-    mc_cos_dist_mean: float
-    mc_cos_dist_std: float
-    psi_time_s: float
-    mc_time_s: float
-    exact_time_s: float
-
-    def to_dict(self) -> dict[str, float | int]:
-        """The row as a plain dict (CSV / JSON friendly)."""
-        return asdict(self)
-
-
-def _sum_to_one(v: NDArray[np.float64]) -> NDArray[np.float64]:
-    return v / v.sum()
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return float("nan"), float("nan")
-    return float(arr.mean()), float(arr.std())
-
-
-def sv_check_setting(
-    n_parties: int,
-    dim: int,
-    *,
-    trials: int,
-    n_permutations: int = 150,
-    seed: Seed,
-) -> SvCheckRow:
-    """Compare ψ and φ̄ with the exact φ of the cosine game on Gaussian vectors (§8).
-
-    Each trial draws u_1..u_N i.i.d. N(0, I_d), with u_N = Σ u_i (unweighted).
-
-    Args:
-        n_parties: N, 2 ≤ N ≤ 20.
-        dim: d ≥ 1.
-        trials: ≥ 1.
-        n_permutations: K for the Monte-Carlo estimate.
-        seed: seed of the one generator for the vectors and the permutation seeds.
-
-    Returns:
-        The row of statistics. A trial whose Pearson is undefined is left out of the
-        Pearson mean (with a warning from `pearson_or_none`).
-
-    Raises:
-        ValueError: on bad sizes.
-    """
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ValueError(f"Argument `trials` must be an integer >= 1, got {trials!r}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"Argument `dim` must be an integer >= 1, got {dim!r}")
-    rng = np.random.default_rng(seed)
-    stats: dict[str, list[float]] = {
-        f"{est}_{stat}": []
-        for est in ("psi", "mc")
-        for stat in ("l1", "l2", "pearson", "cos_dist")
-    }
-    times: dict[str, list[float]] = {"psi": [], "mc": [], "exact": []}
-    for _ in range(trials):
-        u = rng.standard_normal((n_parties, dim))
-        mc_seed = int(rng.integers(0, 2**63 - 1))
-        t0 = time.process_time()
-        grand = u.sum(axis=0)
-        psi = cosine_contributions(u, grand)
-        t1 = time.process_time()
-        phi_mc = mc_shapley_cosine(u, n_permutations, seed=mc_seed)
-        t2 = time.process_time()
-        phi = exact_shapley_cosine(u)
-        t3 = time.process_time()
-        times["psi"].append(t1 - t0)
-        times["mc"].append(t2 - t1)
-        times["exact"].append(t3 - t2)
-        exact = _sum_to_one(phi)
-        for name, est in (("psi", _sum_to_one(psi)), ("mc", _sum_to_one(phi_mc))):
-            diff = est - exact
-            stats[f"{name}_l1"].append(float(np.abs(diff).sum()))
-            stats[f"{name}_l2"].append(float(np.sqrt(diff @ diff)))
-            cos = est @ exact / (np.linalg.norm(est) * np.linalg.norm(exact))
-            stats[f"{name}_cos_dist"].append(float(1.0 - cos))
-            corr = pearson_or_none(est, exact)
-            if corr is not None:
-                stats[f"{name}_pearson"].append(corr)
-    means_stds: dict[str, float] = {}
-    for key, values in stats.items():
-        means_stds[f"{key}_mean"], means_stds[f"{key}_std"] = _mean_std(values)
-    return SvCheckRow(
-        n_parties=n_parties,
-        dim=dim,
-        trials=trials,
-        n_permutations=n_permutations,
-        **means_stds,
-        **{f"{k}_time_s": _mean_std(v)[0] for k, v in times.items()},
-    )
-
-
-def sv_check(
-    settings: Sequence[tuple[int, int]] = SV_CHECK_SETTINGS,
-    *,
-    trials: int = 50,
-    n_permutations: int = 150,
-    seed: Seed,
-    progress: bool = False,
-) -> list[SvCheckRow]:
-    """The exactness table of docs/cgsv.md §8, one `SvCheckRow` per (N, d) setting.
-
-    Each setting gets its own child of ``SeedSequence(seed)`` (spawned in order), so
-    a row does not depend on the other settings' trials (unlike the authors' running
-    means).
-
-    Args:
-        settings: (N, d) pairs; default N = 5..10 at d = 1000 and d = 2^10..2^15 at
-            N = 10.
-        trials: trials per setting.
-        n_permutations: K for the Monte-Carlo estimate.
-        seed: root seed.
-        progress: show a progress bar over settings.
-
-    Returns:
-        The rows, in the order of ``settings``.
-
-    Raises:
-        ValueError: on bad settings or trials.
-    """
-    root = seed if isinstance(seed, np.random.SeedSequence) else None
-    if root is None:
-        root = np.random.SeedSequence(
-            int(np.random.default_rng(seed).integers(0, 2**63 - 1))
-            if not isinstance(seed, int)
-            else seed
-        )
-    children = root.spawn(len(settings))
-    return [
-        sv_check_setting(n, d, trials=trials, n_permutations=n_permutations, seed=child)
-        for (n, d), child in tqdm(
-            list(zip(settings, children, strict=True)),
-            disable=not progress,
-            desc="sv_check",
-        )
-    ]

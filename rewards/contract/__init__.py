@@ -1,1 +1,4 @@
-"""contract wing."""
+"""Optimal contracts where models are the reward.
+
+See docs/contract.md (Wang, Wu, Liu, Low, AAAI 2025).
+"""

@@ -132,7 +132,7 @@ def complete_information(
     *,
     progress: bool = False,
 ) -> CompleteInformation:
-    """The complete-information benchmark, aggregated over outcomes (docs/contract.md §3).
+    """The complete-information benchmark over all outcomes (docs/contract.md §3).
 
     Averaging runs over all n, including types absent from n (whose m_j(n) is
     hypothetical), as the reference does.

@@ -1,7 +1,7 @@
 """Primitives of the contract problem: types, outcomes, weights, reservation (§1).
 
-docs/contract.md §1, after Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract Design
-for Collaborative Machine Learning" (AAAI 2025):
+docs/contract.md §1, after Wang, Wu, Liu, Low, "Paid with Models: Optimal Contract
+Design for Collaborative Machine Learning" (AAAI 2025):
 
 - the type counts n ~ Multinomial(N, p), enumerated exactly over all C(N+K−1, K−1)
   compositions of N into K parts, with P(n) from log-factorials;
@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 from scipy.special import gammaln
 
+from data.checks import check_int
 from rewards.contract.accuracy import AccuracyModel
 
 __all__ = [
@@ -86,15 +87,6 @@ def check_types(costs: ArrayLike, probs: ArrayLike) -> tuple[NDArray, NDArray]:
     return c, p
 
 
-def _check_count(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an int ≥ ``minimum``; refuse bools and non-integers."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"Argument `{name}` must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"Argument `{name}` must be ≥ {minimum}, got {value!r}")
-    return int(value)
-
-
 def count_outcomes(n_participants: int, n_types: int) -> int:
     """Number of type-count vectors, C(N + K − 1, K − 1) (docs/contract.md §1).
 
@@ -109,15 +101,15 @@ def count_outcomes(n_participants: int, n_types: int) -> int:
         >>> count_outcomes(10, 5)
         1001
     """
-    n = _check_count("n_participants", n_participants, 1)
-    k = _check_count("n_types", n_types, 1)
+    n = check_int("n_participants", n_participants, 1)
+    k = check_int("n_types", n_types, 1)
     return math.comb(n + k - 1, k - 1)
 
 
 def enumerate_outcomes(
     n_participants: int, n_types: int, *, max_outcomes: int = DEFAULT_MAX_OUTCOMES
 ) -> NDArray[np.int64]:
-    """All type-count vectors n with Σn = N, in lexicographic order (docs/contract.md §1).
+    """All type-count vectors n with Σn = N, lexicographic (docs/contract.md §1).
 
     Built column by column without a Python loop over outcomes: the compositions of r
     into k parts are the first part i = 0..r followed by those of r − i into k − 1.
@@ -137,9 +129,9 @@ def enumerate_outcomes(
         >>> enumerate_outcomes(2, 2).tolist()
         [[0, 2], [1, 1], [2, 0]]
     """
-    n = _check_count("n_participants", n_participants, 1)
-    k = _check_count("n_types", n_types, 1)
-    limit = _check_count("max_outcomes", max_outcomes, 1)
+    n = check_int("n_participants", n_participants, 1)
+    k = check_int("n_types", n_types, 1)
+    limit = check_int("max_outcomes", max_outcomes, 1)
     total = count_outcomes(n, k)
     if total > limit:
         raise ValueError(
@@ -172,7 +164,8 @@ def outcome_probabilities(outcomes: ArrayLike, probs: ArrayLike) -> NDArray[np.f
         (n_outcomes,) float64 array of P(n).
 
     Example:
-        >>> outcome_probabilities([[0, 2], [1, 1], [2, 0]], [0.5, 0.5]).tolist()
+        >>> p = outcome_probabilities([[0, 2], [1, 1], [2, 0]], [0.5, 0.5])
+        >>> p.round(12).tolist()
         [0.25, 0.5, 0.25]
     """
     n = np.asarray(outcomes, dtype=np.float64)
@@ -232,7 +225,7 @@ def reservation_utilities(
     Example:
         >>> from rewards.contract.accuracy import SGBAccuracy
         >>> f, m_res = reservation_utilities([0.02, 1.0], SGBAccuracy(), 100.0)
-        >>> round(float(m_res[0]), 2), round(float(f[0]), 3), float(f[1])
+        >>> round(float(m_res[0]), 2), round(float(f[0]), 3), round(float(f[1]), 9)
         (715.64, 55.256, 0.0)
     """
     c = np.asarray(costs, dtype=np.float64)

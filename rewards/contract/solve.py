@@ -28,17 +28,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from data.checks import check_int, check_positive
 from rewards.contract.accuracy import (
     AccuracyModel,
     PowerLawAccuracy,
     SGBAccuracy,
-    _positive_float,
     make_accuracy,
 )
 from rewards.contract.complete_info import CompleteInformation, complete_information
 from rewards.contract.primitives import (
     DEFAULT_MAX_OUTCOMES,
-    _check_count,
     check_types,
     conditional_weights,
     enumerate_outcomes,
@@ -46,7 +45,12 @@ from rewards.contract.primitives import (
     pooling_start,
     reservation_utilities,
 )
-from rewards.contract.recovery import ContractChecks, check_contract, recover_rewards
+from rewards.contract.recovery import (
+    ContractChecks,
+    RewardVerification,
+    check_contract,
+    recover_rewards,
+)
 from rewards.contract.solver import (
     CONSTRAINT_SETS,
     ConstraintSet,
@@ -61,6 +65,7 @@ __all__ = [
     "PowerLawAccuracy",
     "SGBAccuracy",
     "binding_chain",
+    "contract_report",
     "make_accuracy",
     "solve_contract",
 ]
@@ -69,7 +74,7 @@ logger = logging.getLogger(__name__)
 
 
 def binding_chain(m: ArrayLike, costs: ArrayLike, f: ArrayLike) -> NDArray[np.float64]:
-    """The t pinned by m through IR1 and the binding local IC chain (docs/contract.md §2).
+    """The t pinned by m through IR1 and the binding local IC (docs/contract.md §2).
 
     t_1 = c_1 m_1 + f_1 and t_{i+1} = t_i + c_{i+1}(m_{i+1} − m_i).
 
@@ -82,7 +87,7 @@ def binding_chain(m: ArrayLike, costs: ArrayLike, f: ArrayLike) -> NDArray[np.fl
         (K,) t.
 
     Example:
-        >>> binding_chain([10.0, 20.0], [2.0, 1.0], [1.0, 0.0])  # 21, 21 + 1·10
+        >>> binding_chain([10.0, 20.0], [2.0, 1.0], [1.0, 0.0]).round(9)  # 21, 21 + 10
         array([21., 31.])
     """
     m = np.asarray(m, dtype=np.float64)
@@ -296,15 +301,15 @@ def solve_contract(
         (True, 3)
     """
     c, p = check_types(costs, probs)
-    n = _check_count("n_participants", n_participants, 1)
+    n = check_int("n_participants", n_participants, 1)
     acc = SGBAccuracy() if accuracy is None else accuracy
     if not isinstance(acc, AccuracyModel):
         raise TypeError(f"Argument `accuracy` must be an AccuracyModel, got {acc!r}")
-    v_scale = _positive_float("value_scale", value_scale)
-    s_scale = _positive_float("objective_scale", objective_scale)
-    g_tol = _positive_float("gtol", gtol)
-    x_tol = _positive_float("xtol", xtol)
-    n_iter = _check_count("maxiter", maxiter, 1)
+    v_scale = check_positive("value_scale", value_scale)
+    s_scale = check_positive("objective_scale", objective_scale)
+    g_tol = check_positive("gtol", gtol)
+    x_tol = check_positive("xtol", xtol)
+    n_iter = check_int("maxiter", maxiter, 1)
     if constraints not in CONSTRAINT_SETS:
         raise ValueError(
             f"Argument `constraints` must be one of {CONSTRAINT_SETS}, "
@@ -405,3 +410,32 @@ def solve_contract(
         checks=checks,
         complete_info=ci,
     )
+
+
+def contract_report(
+    result: ContractResult, verification: RewardVerification
+) -> dict[str, Any]:
+    """The content of ``contract.json`` apart from ``config`` (docs/contract.md §4).
+
+    :meth:`ContractResult.to_dict`, then ``welfare`` (E^FM, E^CI, the information
+    cost and rents), ``verification`` and ``success``: the solver converged, every
+    check passed and the per-outcome verification holds.
+
+    Args:
+        result: the solved contract.
+        verification: :func:`rewards.contract.recovery.verify_rewards` of ``result``.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    body = result.to_dict()
+    ci = result.complete_info
+    body["welfare"] = {
+        "expected_value_fm": result.expected_value,
+        "expected_value_ci": None if ci is None else ci.expected_value,
+        "information_cost": result.information_cost,
+        "information_rent": [float(r) for r in result.rent],
+    }
+    body["verification"] = verification.to_dict()
+    body["success"] = result.success and verification.holds
+    return body

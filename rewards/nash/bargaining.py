@@ -34,7 +34,7 @@ ARMIJO_C = 1e-4
 MIN_STEP = 1e-12
 #: A step with max_k |s p_k / a_k| below this is negligible (docs/nash.md §2 step 4).
 NEGLIGIBLE_STEP = 1e-12
-#: An iterate above this means f is unbounded below: 0 ∈ conv{g_k} (docs/nash.md §2 step 5).
+#: An iterate above this: f is unbounded below, 0 ∈ conv{g_k} (docs/nash.md §2 step 5).
 UNBOUNDED_ALPHA = 1e8
 
 
@@ -72,7 +72,7 @@ def nbs_objective(a: NDArray[np.float64], m: NDArray[np.float64]) -> float:
         f(a) as a float.
 
     Example:
-        >>> nbs_objective(np.array([1.0]), np.array([[2.0]]))  # ½·2 − log 1
+        >>> round(nbs_objective(np.array([1.0]), np.array([[2.0]])), 9)  # ½·2 − log 1
         1.0
     """
     return float(0.5 * a @ m @ a - np.sum(np.log(a)))
@@ -89,7 +89,8 @@ def relative_residual(a: NDArray[np.float64], m: NDArray[np.float64]) -> float:
         relres(a); 0 exactly when Ma = 1/a.
 
     Example:
-        >>> relative_residual(np.array([0.5, 0.5]), np.eye(2) * 4.0)  # 0.5·2 − 1
+        >>> a = np.array([0.5, 0.5])
+        >>> round(relative_residual(a, np.eye(2) * 4.0), 9)  # 0.5·2 − 1
         0.0
     """
     return float(np.max(np.abs(a * (m @ a) - 1.0)))
@@ -129,8 +130,9 @@ def objective_change(
 
     f(a + δ) − f(a) = δᵀMa + ½ δᵀMδ − Σ_k log1p(δ_k/a_k). Subtracting two values of f
     loses everything below ~1e-16·|f|, so near the optimum (where the decrease is
-    ~relres²) the Armijo test of docs/nash.md §2 step 3 would fail at float precision and
-    stall Newton on well-conditioned problems; this form keeps full relative accuracy.
+    ~relres²) the Armijo test of docs/nash.md §2 step 3 would fail at float precision
+    and stall Newton on well-conditioned problems; this form keeps full relative
+    accuracy.
 
     Args:
         a: (K,) float64 current iterate, a > 0.

@@ -190,7 +190,7 @@ def test_fair_split_bad_input(s, y, kwargs, match):
 def test_synthetic_shape_and_groups(seed):
     # Execute
     d = synthetic_fair(seed=seed)
-    # Assert: docs/nash.md §4: n = 4,000, d = 8, minority ≈ 20 %, 3 val and 100 test per cell
+    # Assert: docs/nash.md §4: n = 4,000, d = 8, minority ≈ 20 %, 3 val, 100 test/cell
     assert d.n_features == 8
     assert d.groups == ("s0", "s1")
     assert d.x_val.shape[0] == 12

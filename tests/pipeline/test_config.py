@@ -61,6 +61,15 @@ def _write(tmp_path, text):
         ("[data]\nn_parties = 3\nn_parties = 4\n", [], "invalid TOML"),
         ("[data]\n[data]\n", [], "invalid TOML"),
         ("[data]\nsource = 'gmm'\nn_parties = 17\n", [], r"\[value\] shapley"),
+        ("[fl]\nbaselines = ['cffl']\n", [], r"\[fl\] baselines: expected a list"),
+        ("[fl]\nn_parties = 1\n", [], r"\[fl\] n_parties: expected 0 \(inherit\)"),
+        ("[fl]\nbeta = []\n", [], r"\[fl\] beta: .* got \[\]"),
+        ("[nash]\nseeds = [1, 1]\n", [], r"\[nash\] seeds: .*without repeats"),
+        ("[evaluate]\ninv_temps = [1.0, nan]\n", [], r"\[evaluate\] inv_temps"),
+        ("[contract]\ncosts = [0.1, 0.2]\nprobs = [0.5, 0.5]\n", [], "decreasing"),
+        ("seed = -1\n", [], r"\[root\] seed: expected an integer >= 0"),
+        ("[evaluate]\nsvc = true\n", [], r"\[evaluate\] svc: unknown key"),
+        ("[contract]\nsolver = 'trust-constr'\n", [], r"\[contract\] solver"),
     ],
 )
 def test_bad_config(tmp_path, text, overrides, match):
@@ -109,3 +118,34 @@ def test_every_shipped_config_loads(path):
             for key, value in keys.items():
                 got = getattr(getattr(cfg, table), key)
                 assert got == (tuple(value) if isinstance(value, list) else value)
+
+
+def test_bounds_are_declared_beside_the_fields():
+    """Every numeric field's range sits in its annotation, checked by the loader."""
+    import typing
+
+    from pipeline.config_loader import Bounds
+
+    # Prepare
+    hints = typing.get_type_hints(RunConfig, include_extras=True)
+    tables = [t for n, t in hints.items() if n != "seed"]
+    # Execute
+    bounded = {
+        (t.__name__, name)
+        for t in tables
+        for name, hint in typing.get_type_hints(t, include_extras=True).items()
+        if any(isinstance(m, Bounds) for m in getattr(hint, "__metadata__", ()))
+    }
+    # Assert: a sample of fields from every table
+    for key in [
+        ("DataConfig", "n_parties"),
+        ("GanConfig", "n_candidates"),
+        ("ValueConfig", "lengthscale"),
+        ("RewardConfig", "rho"),
+        ("SampleConfig", "inv_temp"),
+        ("EvaluateConfig", "inv_temps"),
+        ("FlConfig", "beta"),
+        ("ContractConfig", "gtol"),
+        ("NashConfig", "seeds"),
+    ]:
+        assert key in bounded, key

@@ -216,7 +216,7 @@ def test_not_converged_exits_0_with_success_false(tmp_path, capsys):
         (["contract.value_scale=-1"], "[contract] value_scale"),
         (["contract.gtol=0"], "[contract] gtol"),
         (["contract.maxiter=0"], "[contract] maxiter"),
-        (["contract.solver=slsqp"], "[contract] solver: expected one of"),
+        (["contract.solver=slsqp"], "[contract] solver: unknown key"),
         (["contract.complete_info=1"], "[contract] complete_info: expected true"),
         (["contract.cost=[0.2, 0.1]"], "did you mean 'costs'"),
     ],

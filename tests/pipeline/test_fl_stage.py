@@ -1,4 +1,4 @@
-"""The ``fl`` stage through the CLI on the tiny config (docs/cgsv.md §4, §7; issue 7)."""
+"""The ``fl`` stage through the CLI on the tiny config (docs/cgsv.md §4, §7)."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def test_outputs_manifest_and_summary(finished):
             "aggregator", "standalone", "fedavg", "cgsv", "timing",
             "sv_check"} <= set(summary)  # fmt: skip
     assert summary["model"] == "mlp"
-    assert summary["n_params"] == 65 * 5 + 64 * 2 + 4224  # docs/cgsv.md §4, d = 2, C = 5
+    # docs/cgsv.md §4, d = 2, C = 5
+    assert summary["n_params"] == 65 * 5 + 64 * 2 + 4224
     assert [c["beta"] for c in summary["cgsv"]] == [1.0, 2.0]
     assert {"cgsv_round_s", "fedavg_round_s", "overhead", "server_overhead",
             "goal_met"} <= set(summary["timing"])  # fmt: skip
@@ -137,7 +138,7 @@ def test_seed_pair(run_dir, tmp_path):
 
 
 def _powerlaw_sizes(m, n):
-    # docs/cgsv.md §4, written out: b = linspace(F⁻¹(.01), F⁻¹(.99), N), F⁻¹(p) = p^(1/a)
+    # docs/cgsv.md §4 written out: b = linspace(F⁻¹(.01), F⁻¹(.99), N), F⁻¹(p) = p^(1/a)
     a = 1.65911332899
     b = np.linspace(0.01 ** (1 / a), 0.99 ** (1 / a), n)
     sizes = [int(np.floor(m * v / b.sum())) for v in b[:-1]]
@@ -236,3 +237,33 @@ def test_nash_aggregator_with_the_real_solver(run_dir):
     assert _fl(other, config, *FAST) == 0
     cgsv_rows = [r for r in _rows(other) if r["method"] == "cgsv"]
     assert [r["weight"] for r in cgsv_rows] != [r["weight"] for r in rows]
+
+
+def test_crash_keeps_the_streamed_rows(run_dir, monkeypatch):
+    """rounds.csv is streamed: a crash in round 1 keeps round 0 in the .partial file."""
+    from pipeline.stages import fl as fl_stage
+
+    # Prepare: simulate raises while emitting round 1
+    run, config = run_dir
+    real = fl_stage.simulate
+
+    def crashing(*args, on_round, **kwargs):
+        def on_row(row):
+            if row["round"] == 1:
+                raise RuntimeError("crash in round 1")
+            on_round(row)
+
+        return real(*args, on_round=on_row, **kwargs)
+
+    monkeypatch.setattr(fl_stage, "simulate", crashing)
+    # Execute
+    with pytest.raises(RuntimeError, match="crash"):
+        _fl(run, config, *FAST)
+    # Assert: the round-0 rows are on disk, flushed; no finished rounds.csv
+    partial = paths.fl_file(run, "rounds.csv.partial")
+    with partial.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["round"] for r in rows} == {"0"}
+    assert len(rows) == 3 * 3  # standalone, fedavg, one β × 3 parties
+    assert not paths.fl_file(run, "rounds.csv").exists()
+    assert not paths.manifest(run, "fl").exists()

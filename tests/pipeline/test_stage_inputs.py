@@ -183,7 +183,7 @@ def test_user_candidates_file_flows_to_values(gmm_pool, tmp_path):
 
 
 def test_infeasible_reward_lp_names_the_fix(gmm_pool, capsys):
-    """Too few candidates: v(D_top ∪ G) < v(N), the LP has no solution (docs/cgm.md §6)."""
+    """Too few candidates: v(D_top ∪ G) < v(N), no LP solution (docs/cgm.md §6)."""
     run, config = gmm_pool
     small = ("gan.n_candidates=20",)
     assert _run("gan", run, config, *small) == 0

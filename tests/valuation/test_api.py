@@ -1,4 +1,4 @@
-"""Tests of valuation/api.py and valuation/result.py (docs/cgm.md §5, docs/interface.md)."""
+"""Tests of valuation/api.py and result.py (docs/cgm.md §5, docs/interface.md §6)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from valuation.api import normalised_shapley, stable_coalitions, value_parties
+from valuation.api import (
+    NonPositiveShapleyError,
+    normalised_shapley,
+    stable_coalitions,
+    value_parties,
+)
 from valuation.coalition import coalition_key, parse_coalition_key, value_of_set
 from valuation.result import PartyValues
 from valuation.shapley import exact_shapley
@@ -132,9 +137,9 @@ def test_max_shapley_not_positive_refused(seed: int) -> None:
     rng = np.random.default_rng(seed)
     parties = [rng.normal(size=(5, 2)) for _ in range(3)]
     # Execute / Assert
-    with pytest.raises(ValueError, match="max Shapley value"):
+    with pytest.raises(NonPositiveShapleyError, match="max Shapley value"):
         value_parties(parties, rng.normal(size=(50, 2)), lengthscale=1e-3)
-    with pytest.raises(ValueError, match="max Shapley value"):
+    with pytest.raises(NonPositiveShapleyError, match="max Shapley value"):
         normalised_shapley(np.array([0.0, -1.0]))
 
 

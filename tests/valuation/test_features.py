@@ -11,12 +11,11 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 
+from valuation.autoencoder import AutoencoderMap, fit_autoencoder
 from valuation.features import (
-    AutoencoderMap,
     IdentityMap,
     PcaMap,
     featurise,
-    fit_autoencoder,
     fit_feature_map,
     fit_pca,
     resolve_feature_kind,

@@ -7,6 +7,7 @@ import pytest
 
 from valuation.coalition import value_of_set
 from valuation.lengthscale import (
+    LengthscaleError,
     SingletonSums,
     bisect_lengthscale,
     find_lengthscale,
@@ -77,7 +78,9 @@ def test_error_when_no_lengthscale_is_valid() -> None:
     parties = [np.zeros((3, 1)), np.ones((3, 1))]
     pool = np.full((10, 1), 1e5)
     # Execute / Assert
-    with pytest.raises(ValueError, match=r"no ℓ ≤ 1000 makes v\(D_i\) ≥ 0 \(party 0"):
+    with pytest.raises(
+        LengthscaleError, match=r"no ℓ ≤ 1000 makes v\(D_i\) ≥ 0 \(party 0"
+    ):
         find_lengthscale(parties, pool)
 
 
@@ -85,7 +88,9 @@ def test_error_when_lo_already_valid() -> None:
     # Prepare: identical points: k ≡ 1, v(D_i) = 2 − 1 = 1 at every ℓ.
     parties = [np.zeros((3, 2)), np.zeros((4, 2))]
     # Execute / Assert
-    with pytest.raises(ValueError, match=r"ℓ = 0.01 is already valid for every party"):
+    with pytest.raises(
+        LengthscaleError, match=r"ℓ = 0.01 is already valid for every party"
+    ):
         find_lengthscale(parties, np.zeros((5, 2)))
 
 

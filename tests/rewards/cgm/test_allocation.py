@@ -333,3 +333,9 @@ def test_bad_rho_type() -> None:
 def test_reward_values_bad_v_star() -> None:
     with pytest.raises(ValueError, match="`v_star`"):
         reward_values([1.0], 0.5, 0.0)
+
+
+def test_reward_values_bad_v_star_type() -> None:
+    # a bool is never a number (data.checks)
+    with pytest.raises(TypeError, match="`v_star`"):
+        reward_values([1.0], 0.5, True)

@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from rewards.cgm.reference import direct_value, naive_sample_party
+from rewards.cgm.sampler_core import InitialState, SamplingResult
 from rewards.cgm.sampling import (
-    InitialState,
-    SamplingResult,
     candidate_reference_sums,
-    direct_value,
     initial_state,
-    naive_sample_party,
     sample_parties,
     sample_party,
 )
@@ -455,7 +453,6 @@ def _good() -> dict:
     [
         ({"inv_temp": -1.0}, r"`inv_temp`.*-1.0"),
         ({"inv_temp": float("nan")}, r"`inv_temp`.*nan"),
-        ({"inv_temp": "greedy"}, r"`inv_temp`"),
         ({"target": float("nan")}, r"`target`.*NaN"),
         ({"party_features": np.ones((2, 3))}, r"feature dimension.*d=3"),
         ({"party_features": np.ones((0, 2))}, r"`party_features`.*non-empty"),
@@ -483,6 +480,24 @@ def test_bad_input(change: dict, match: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"inv_temp": "greedy"}, r"`inv_temp`.*number.*'greedy'"),
+        ({"inv_temp": True}, r"`inv_temp`.*number"),
+        ({"target": "high"}, r"`target`.*number"),
+        ({"lengthscale": True}, r"`lengthscale`.*number"),
+        ({"n_reference": 6.0}, r"`n_reference`.*int"),
+    ],
+)
+def test_bad_input_type(change: dict, match: str) -> None:
+    # Prepare: a value of the wrong type (a bool is never a number)
+    args = {**_good(), **change}
+    # Execute / Assert
+    with pytest.raises(TypeError, match=match):
+        sample_party(**args)
+
+
+@pytest.mark.parametrize(
     ("change", "match", "exc"),
     [
         (
@@ -494,6 +509,7 @@ def test_bad_input(change: dict, match: str) -> None:
         ({"seeds": [1, np.random.default_rng(0)]}, r"`seeds`.*party 1", TypeError),
         ({"seeds": [1, None]}, r"`seeds`.*party 1", TypeError),
         ({"workers": 0}, r"`workers`.*0", ValueError),
+        ({"workers": True}, r"`workers`.*int", TypeError),
         ({"targets": [0.5, float("nan")]}, r"`target`.*NaN", ValueError),
         ({"inv_temp": -0.5}, r"`inv_temp`", ValueError),
         ({"parties": []}, r"`parties`.*at least one", ValueError),

@@ -1,11 +1,9 @@
-"""Tests of the pure CGSV functions (docs/cgsv.md §2, §5, §8, §9)."""
+"""Tests of the pure per-round CGSV functions (docs/cgsv.md §2, §5, §9)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -14,19 +12,14 @@ import torch
 from rewards.cgsv.gradient import (
     aggregation_weights,
     cosine_contributions,
-    cosine_game_values,
-    exact_shapley_cosine,
     flat_layer_topk,
     layer_topk,
-    mc_permutations,
-    mc_shapley_cosine,
     normalise_update,
     reward_fractions,
-    sv_check,
-    sv_check_setting,
     topk_count,
     update_importance,
 )
+from rewards.nash.bargaining import NbsResult
 
 # --- normalise_update ---------------------------------------------------------
 
@@ -91,42 +84,28 @@ def test_fedavg_weights_every_round():
     assert not failed
 
 
-def test_nash_weights_from_solver_tuple_and_object():
-    # Prepare: a solver returning α = (1, 3), as a tuple and as an object
-    class Result:
-        alpha = np.array([1.0, 3.0])
-        success = True
-
-    def tuple_solver(g):
-        return np.array([1.0, 3.0]), {"success": True}
+def test_nash_weights_from_solver_result():
+    # Prepare: a solver returning α = (1, 3) as the one shape nbs returns
+    def solver(g):
+        return NbsResult(np.array([1.0, 3.0]), True, 0.0, 1, "converged")
 
     u = np.eye(2)
     # Execute
-    w_tuple, failed_tuple = aggregation_weights(
-        "nash", [1, 1], [0.5, 0.5], u, 2, nbs=tuple_solver
-    )
-    w_obj, failed_obj = aggregation_weights(
-        "nash", [1, 1], [0.5, 0.5], u, 2, nbs=lambda g: Result()
-    )
-    # Assert: w = α/Σα
-    np.testing.assert_allclose(w_tuple, [0.25, 0.75], rtol=0, atol=1e-15)
-    np.testing.assert_allclose(w_obj, [0.25, 0.75], rtol=0, atol=1e-15)
-    assert not failed_tuple
-    assert not failed_obj
+    w, failed = aggregation_weights("nash", [1, 1], [0.5, 0.5], u, 2, nbs=solver)
+    # Assert: w = α/Σα (float64 division, 1e-15)
+    np.testing.assert_allclose(w, [0.25, 0.75], rtol=0, atol=1e-15)
+    assert not failed
 
 
 def test_nash_failure_falls_back_to_cgsv(caplog):
     # Prepare: the solver reports failure (0 in the convex hull of u and −u)
     u = np.array([[1.0, 0.0], [-1.0, 0.0]])
     r = np.array([0.4, 0.6])
+    fail = NbsResult(None, False, math.nan, 3, "unbounded: 0 in convex hull")
     # Execute
     with caplog.at_level(logging.WARNING):
-        w, failed = aggregation_weights(
-            "nash", [1, 3], r, u, 1, nbs=lambda g: (None, {"reason": "unbounded"})
-        )
-        w0, failed0 = aggregation_weights(
-            "nash", [1, 3], r, u, 0, nbs=lambda g: (None, {"reason": "unbounded"})
-        )
+        w, failed = aggregation_weights("nash", [1, 3], r, u, 1, nbs=lambda g: fail)
+        w0, failed0 = aggregation_weights("nash", [1, 3], r, u, 0, nbs=lambda g: fail)
     # Assert: cgsv weights of that round
     np.testing.assert_array_equal(w, r)
     np.testing.assert_array_equal(w0, [0.25, 0.75])
@@ -135,12 +114,14 @@ def test_nash_failure_falls_back_to_cgsv(caplog):
     assert "bargaining failed" in caplog.text
 
 
-def test_nash_without_solver_raises(monkeypatch):
-    # Prepare: make `import rewards.nash.bargaining` fail
-    monkeypatch.setitem(sys.modules, "rewards.nash.bargaining", None)
-    # Execute / Assert
-    with pytest.raises(ValueError, match="nash"):
-        aggregation_weights("nash", [1, 1], [0.5, 0.5], np.eye(2), 0)
+def test_nash_default_solver_is_nbs():
+    # Prepare: orthogonal unit uploads; nbs gives α = (1, 1) (docs/nash.md §2)
+    u = np.eye(2)
+    # Execute
+    w, failed = aggregation_weights("nash", [1, 3], [0.5, 0.5], u, 0)
+    # Assert: equal weights, not the size weights (1e-9: Newton's residual tolerance)
+    np.testing.assert_allclose(w, [0.5, 0.5], rtol=0, atol=1e-9)
+    assert not failed
 
 
 # --- cosine_contributions -----------------------------------------------------
@@ -152,8 +133,8 @@ def test_cosine_identical_opposite_orthogonal():
     agg = np.array([3.0, 0.0])
     # Execute
     psi = cosine_contributions(u, agg)
-    # Assert
-    np.testing.assert_array_equal(psi, [1.0, -1.0, 0.0])
+    # Assert: float64 cosines of integer vectors, 1e-15
+    np.testing.assert_allclose(psi, [1.0, -1.0, 0.0], rtol=0, atol=1e-15)
 
 
 def test_cosine_zero_upload_is_zero_with_warning(caplog):
@@ -303,119 +284,6 @@ def test_flat_layer_topk_matches_layer_topk(seed):
         assert torch.equal(fast[i], slow)
 
 
-# --- the cosine game ----------------------------------------------------------
-
-
-def _brute_force_shapley(u: np.ndarray) -> np.ndarray:
-    n = u.shape[0]
-    grand = u.sum(0)
-
-    def v(members):
-        if not members:
-            return 0.0
-        s = u[list(members)].sum(0)
-        return float(s @ grand / (np.linalg.norm(s) * np.linalg.norm(grand)))
-
-    phi = np.zeros(n)
-    for i in range(n):
-        others = [j for j in range(n) if j != i]
-        for size in range(n):
-            w = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-            for c in itertools.combinations(others, size):
-                phi[i] += w * (v((*c, i)) - v(c))
-    return phi
-
-
-def test_cosine_game_values_match_direct(seed):
-    # Prepare
-    u = np.random.default_rng(seed).standard_normal((5, 20))
-    grand = u.sum(0)
-    # Execute
-    table = cosine_game_values(u)
-    # Assert: incremental Gram sums vs direct cosines, float64 to 1e-12
-    for mask in range(1, 32):
-        s = u[[i for i in range(5) if mask >> i & 1]].sum(0)
-        direct = s @ grand / (np.linalg.norm(s) * np.linalg.norm(grand))
-        assert table[mask] == pytest.approx(direct, abs=1e-12)
-    assert table[0] == 0.0
-
-
-def test_exact_shapley_cosine_two_parties_by_hand():
-    # Prepare: u_N = (2, 1); v({0}) = 2/√5, v({1}) = 1/√5, v(N) = 1
-    u = np.array([[2.0, 0.0], [0.0, 1.0]])
-    s5 = math.sqrt(5.0)
-    # Execute
-    phi = exact_shapley_cosine(u)
-    # Assert: φ_0 = (2/√5 + 1 − 1/√5)/2
-    np.testing.assert_allclose(phi, [(1 + 1 / s5) / 2, (1 - 1 / s5) / 2], rtol=1e-14)
-
-
-def test_exact_shapley_cosine_efficiency_and_brute_force(seed):
-    # Prepare
-    u = np.random.default_rng(seed).standard_normal((4, 10))
-    # Execute
-    phi = exact_shapley_cosine(u)
-    # Assert: Σφ = v(N) = 1 (float64, 1e-12); equals the subset formula
-    assert phi.sum() == pytest.approx(1.0, abs=1e-12)
-    np.testing.assert_allclose(phi, _brute_force_shapley(u), rtol=0, atol=1e-12)
-
-
-def test_exact_shapley_cosine_symmetric_parties_equal():
-    # Prepare: parties 0 and 1 hold the same vector
-    u = np.array([[1.0, 2.0, 0.0], [1.0, 2.0, 0.0], [0.0, 1.0, 3.0]])
-    # Execute
-    phi = exact_shapley_cosine(u)
-    # Assert
-    assert phi[0] == pytest.approx(phi[1], abs=1e-14)
-
-
-def test_mc_all_permutations_at_n5_equals_exact(seed):
-    # Prepare: 5! = 120 ≤ K = 150, so every order is used once
-    u = np.random.default_rng(seed).standard_normal((5, 1000))
-    # Execute
-    phi_mc = mc_shapley_cosine(u, 150, seed=seed)
-    phi = exact_shapley_cosine(u)
-    # Assert: docs/cgsv.md §8 band, L1 < 1e-9
-    assert np.abs(phi_mc - phi).sum() < 1e-9
-
-
-def test_mc_sampled_permutations_seed_pair(seed, seed_alt):
-    # Prepare: 6! = 720 > K = 20
-    u = np.random.default_rng(0).standard_normal((6, 30))
-    # Execute
-    a = mc_shapley_cosine(u, 20, seed=seed)
-    b = mc_shapley_cosine(u, 20, seed=seed)
-    c = mc_shapley_cosine(u, 20, seed=seed_alt)
-    # Assert: each order's marginals sum to v(N) = 1, so Σφ̄ = 1 (float64, 1e-12)
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    assert a.sum() == pytest.approx(1.0, abs=1e-12)
-
-
-def test_mc_permutations_default():
-    # Prepare / Execute / Assert: ⌈ln 20 / 0.02⌉ = ⌈149.79⌉
-    assert mc_permutations() == 150
-
-
-def test_sv_check_setting_small(seed):
-    # Prepare / Execute
-    row = sv_check_setting(5, 64, trials=3, seed=seed)
-    again = sv_check_setting(5, 64, trials=3, seed=seed)
-    # Assert: N = 5 Monte Carlo is exact; ψ is close but not equal to φ
-    assert row.mc_l1_mean < 1e-9
-    assert 0 < row.psi_l1_mean < 0.2
-    assert row.psi_pearson_mean > 0.5
-    keep = [k for k in row.to_dict() if not k.endswith("time_s")]
-    assert {k: row.to_dict()[k] for k in keep} == {k: again.to_dict()[k] for k in keep}
-
-
-def test_sv_check_rows_follow_settings(seed):
-    # Prepare / Execute
-    rows = sv_check([(5, 8), (6, 8)], trials=1, n_permutations=10, seed=seed)
-    # Assert
-    assert [(r.n_parties, r.dim) for r in rows] == [(5, 8), (6, 8)]
-
-
 # --- bad inputs ---------------------------------------------------------------
 
 
@@ -447,27 +315,12 @@ def test_sv_check_rows_follow_settings(seed):
         (lambda: layer_topk([torch.ones(3)], 1.5), "`q`"),
         (lambda: flat_layer_topk(torch.ones(3), [2], [0.5]), "sizes"),
         (lambda: flat_layer_topk(torch.ones(3), [3], [0.0]), "`q`"),
-        (lambda: exact_shapley_cosine(np.ones((1, 3))), "`U`"),
-        (lambda: exact_shapley_cosine(np.ones((21, 3))), "`U`"),
-        (lambda: mc_shapley_cosine(np.ones((3, 3)), 0, seed=0), "`K`"),
-        (lambda: mc_permutations(eps=0.0), "eps"),
-        (lambda: mc_permutations(delta=1.0), "delta"),
-        (lambda: sv_check_setting(5, 0, trials=1, seed=0), "dim"),
-        (lambda: sv_check_setting(5, 10, trials=0, seed=0), "trials"),
     ],
 )
 def test_bad_inputs(call, match):
     # Prepare / Execute / Assert
     with pytest.raises(ValueError, match=match):
         call()
-
-
-def test_zero_grand_vector_fails_efficiency():
-    # Prepare: u_N = 0, so v(N) = 0 and Σφ cannot be 1
-    u = np.array([[1.0, 0.0], [-1.0, 0.0]])
-    # Execute / Assert
-    with pytest.raises(RuntimeError, match="efficiency"):
-        exact_shapley_cosine(u)
 
 
 # --- fast paths against slow obvious implementations ---------------------------
@@ -533,31 +386,3 @@ def test_reward_fractions_match_formula(seed):
     # Assert: tanh(β r_i) / max_j tanh(β r_j), float64 to 1e-15
     top = max(math.tanh(1.5 * v) for v in r)
     np.testing.assert_allclose(q, [math.tanh(1.5 * v) / top for v in r], atol=1e-15)
-
-
-def test_mc_sampled_matches_slow_loop(seed):
-    # Prepare: 7! > K = 40, orders drawn from default_rng(seed) one at a time
-    u = np.random.default_rng(seed).standard_normal((7, 50))
-    grand = u.sum(0)
-    rng = np.random.default_rng(seed)
-    slow = np.zeros(7)
-    for _ in range(40):
-        order = rng.permutation(7)
-        prev, s = 0.0, np.zeros(50)
-        for i in order:
-            s = s + u[i]
-            v = s @ grand / (np.linalg.norm(s) * np.linalg.norm(grand))
-            slow[i] += v - prev
-            prev = v
-    # Execute
-    fast = mc_shapley_cosine(u, 40, seed=seed)
-    # Assert: float64 sums in another order, 1e-12
-    np.testing.assert_allclose(fast, slow / 40, rtol=0, atol=1e-12)
-
-
-def test_sv_check_cosine_distance_small(seed):
-    # Prepare / Execute
-    row = sv_check_setting(6, 200, trials=2, n_permutations=20, seed=seed)
-    # Assert: normalised ψ and φ nearly parallel; distances in [0, 2]
-    assert 0 <= row.psi_cos_dist_mean < 0.01
-    assert 0 <= row.mc_cos_dist_mean <= 2

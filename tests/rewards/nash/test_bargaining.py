@@ -28,7 +28,7 @@ def test_k2_closed_form(seed, cos_target):
     cos = g1 @ g2 / (np.linalg.norm(g1) * np.linalg.norm(g2))
     # Execute
     r = nbs(g)
-    # Assert: α_k = 1/(‖g_k‖·√(1 + cos θ)) (docs/nash.md §2 test 1); rtol 1e-9 from the spec
+    # Assert: α_k = 1/(‖g_k‖·√(1 + cos θ)) (docs/nash.md §2 test 1); rtol 1e-9 (spec)
     expected = 1.0 / (np.linalg.norm(g, axis=1) * np.sqrt(1.0 + cos))
     assert r.success
     assert r.reason == "converged"

@@ -12,28 +12,30 @@ from torch.func import functional_call
 
 from data.adult import synthetic_fair
 from rewards.nash.bargaining import nbs
-from rewards.nash.fairmeta import (
-    METHODS,
+from rewards.nash.evaluation import (
+    HEADLINE_METRICS,
     EpochMetrics,
     GroupMetrics,
+    group_metrics,
+    hard_auc,
+    metrics_columns,
+    metrics_rows,
+    select_epoch,
+    summarise,
+)
+from rewards.nash.fairmeta import METHODS, TrainSettings, run_methods, train_method
+from rewards.nash.lookahead import (
     Lookahead,
-    TrainSettings,
     block_means,
     build_mlp,
-    group_metrics,
     group_rows,
-    hard_auc,
     hypergradients,
     hypergradients_per_sample,
     is_conflict,
     meta_direction,
     objective_direction,
-    run_methods,
     sample_weights,
-    select_epoch,
     stage_of,
-    summarise,
-    train_method,
     validation_row_loss,
 )
 
@@ -141,10 +143,11 @@ def test_group_rows_and_objectives_by_hand():
     gdro = objective_direction("gdro", g, cell_losses, 2)
     forml = objective_direction("forml", g, cell_losses, 2)
     # Assert: group rows (2, 1) and (1, 1); worst group 1, best group 0
-    assert groups.tolist() == [[2.0, 1.0], [1.0, 1.0]]
-    assert ltr.tolist() == [1.5, 1.0]
-    assert gdro.tolist() == [1.0, 1.0]
-    assert forml.tolist() == [-1.0, 0.0]
+    # float32 means of small integers: exact in IEEE, 1e-6 leaves room for any BLAS
+    np.testing.assert_allclose(groups.numpy(), [[2.0, 1.0], [1.0, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(ltr.numpy(), [1.5, 1.0], atol=1e-6)
+    np.testing.assert_allclose(gdro.numpy(), [1.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(forml.numpy(), [-1.0, 0.0], atol=1e-6)
 
 
 def test_unknown_objective():
@@ -241,10 +244,11 @@ def test_group_metrics_by_hand():
     # Execute
     m = group_metrics(y, s, pred, 2)
     # Assert: overall TPR 1, TNR 1/3
-    assert m.group_auc == (1.0, 0.5)
-    assert m.group_tpr == (1.0, 1.0)
-    assert m.worst_group_auc == 0.5
-    assert m.max_group_auc_gap == 0.5
+    # ratios of small counts: 1e-12 is far below any rounding that matters
+    assert m.group_auc == pytest.approx((1.0, 0.5), abs=1e-12)
+    assert m.group_tpr == pytest.approx((1.0, 1.0), abs=1e-12)
+    assert m.worst_group_auc == pytest.approx(0.5, abs=1e-12)
+    assert m.max_group_auc_gap == pytest.approx(0.5, abs=1e-12)
     assert m.overall_auc == pytest.approx(2 / 3)
 
 
@@ -287,13 +291,33 @@ def test_select_and_summarise():
     # Assert
     assert select_epoch(rows, "last") == 3
     assert select_epoch(rows, "best_test_auc") == 2
-    assert last["overall_auc"] == {"mean": 0.7, "sd": 0.0, "n": 2}
+    # means and sds of two floats: pytest.approx's default rel 1e-6 is ample
+    assert last["overall_auc"] == pytest.approx({"mean": 0.7, "sd": 0.0, "n": 2})
     assert best["overall_auc"]["mean"] == pytest.approx(0.8)
     assert best["overall_auc"]["sd"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
-    assert best["nbs_success_rate"] == 1.0
+    assert best["nbs_success_rate"] == pytest.approx(1.0)
     assert best["nbs_failure_reasons"] == {}
     with pytest.raises(ValueError, match="`select`"):
         select_epoch(rows, "first")
+
+
+def test_metrics_columns_and_rows():
+    # Prepare
+    rows = [_row("ltr", 0, 1, 0.6), _row("erm", 1, 2, 0.75)]
+    # Execute
+    columns = metrics_columns(("a", "b"))
+    table = metrics_rows(rows, ("a", "b"))
+    # Assert: docs/nash.md §5: the group columns after the headline metrics (the
+    # stage test checks the leading ones); one dict per row, keyed by the columns
+    assert columns[4:7] == list(HEADLINE_METRICS)
+    assert columns[7:11] == ["auc_a", "auc_b", "tpr_a", "tpr_b"]
+    assert len(columns) == 16
+    assert [list(r) for r in table] == [columns, columns]
+    assert [(r["method"], r["seed"], r["epoch"]) for r in table] == [
+        ("ltr", 0, 1),
+        ("erm", 1, 2),
+    ]
+    assert table[1]["auc_b"] is rows[1].test.group_auc[1]
 
 
 # --- training -----------------------------------------------------------------
