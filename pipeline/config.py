@@ -114,7 +114,7 @@ class ValueConfig:
     # exact (N <= MAX_EXACT_PARTIES = 16) or permutation sampling
     shapley: Literal["exact", "permutation"] = "exact"
     # permutations of the permutation estimator
-    permutations: Annotated[int, AT_LEAST_1] = 1000
+    permutations: Annotated[int, Bounds(ge=2)] = 1000
     # where kernels are computed
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # kernel value dtype (sums are always float64); auto: float64 CPU, float32 CUDA

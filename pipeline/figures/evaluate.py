@@ -17,7 +17,7 @@ from data.h5 import read_h5
 from gan.quality import sample_grid_png
 from pipeline import paths
 from pipeline.figures.save import save_figure
-from pipeline.stages.common import Pool
+from pipeline.inputs import Pool
 from valuation.result import PartyValues
 
 

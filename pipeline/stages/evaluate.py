@@ -19,7 +19,7 @@ from data.torch_data import PartyDataset
 from pipeline import manifest, paths, report
 from pipeline.config import RunConfig
 from pipeline.figures.evaluate import write_figures
-from pipeline.stages.common import (
+from pipeline.inputs import (
     Pool,
     RewardInputs,
     party_seeds,

@@ -21,8 +21,8 @@ from pipeline.config import FlConfig, RunConfig
 from pipeline.errors import UsageError
 from pipeline.figures.fl import fl_figures
 from pipeline.figures.save import save_figure
+from pipeline.inputs import Pool, read_pool
 from pipeline.manifest import STAGE_KEY
-from pipeline.stages.common import Pool, read_pool
 from rewards.cgsv.cosine_game import sv_check
 from rewards.cgsv.party import batch_order_table
 from rewards.cgsv.simulation import ROUND_COLUMNS, simulate

@@ -26,7 +26,7 @@ from pipeline import manifest, paths
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.figures.gan import label_and_measure, write_samples_png
-from pipeline.stages.common import read_pool
+from pipeline.inputs import read_pool
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 from data.h5 import write_h5
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
-from pipeline.stages.common import party_seeds, read_reward_inputs, sampler_settings
+from pipeline.inputs import party_seeds, read_reward_inputs, sampler_settings
 from rewards.cgm.sampling import SamplingResult, sample_parties
 from valuation.result import PartyValues
 

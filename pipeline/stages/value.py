@@ -19,7 +19,7 @@ from data.h5 import CANDIDATES, read_h5, write_h5
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
-from pipeline.stages.common import read_pool
+from pipeline.inputs import read_pool
 from valuation.api import NonPositiveShapleyError, value_parties
 from valuation.autoencoder import AutoencoderMap
 from valuation.features import PcaMap, featurise

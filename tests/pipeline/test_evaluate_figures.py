@@ -11,7 +11,7 @@ from pipeline.figures.evaluate import (
     plot_reward_vs_alpha,
     plot_value_traces,
 )
-from pipeline.stages.common import Pool
+from pipeline.inputs import Pool
 
 ROWS = [
     {"party": 0, "alpha": 1.0, "reward_value": 0.5, "achieved_value": 0.52},
