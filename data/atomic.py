@@ -2,8 +2,11 @@
 
 A writer writes to a unique temp name in the destination's folder and the file is
 renamed onto its final name only when the writer returns; on any exception (also
-``KeyboardInterrupt``) the temp file is removed and an existing file of that name is
-left as it was. Unique temp names let two writers of the same file never collide.
+``KeyboardInterrupt``, a signal or a full disk) the temp file is removed and an
+existing file of that name is left as it was. Unique temp names let two writers of
+the same file never collide. Outputs get the permissions of an ordinary new file,
+``0666 & ~umask`` (docs/interface.md §5.6), so ``umask 077`` keeps party rows
+private.
 """
 
 from __future__ import annotations
@@ -14,10 +17,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["OUTPUT_MODE", "atomic_path"]
+__all__ = ["atomic_path", "output_mode"]
 
-OUTPUT_MODE = 0o644
-"""Permissions of every output (mkstemp creates 0600; outputs are ordinary files)."""
+
+def _current_umask() -> int:
+    # /proc/self/status reads the umask without changing it (thread-safe); the
+    # os.umask round trip is the portable fallback.
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_mode() -> int:
+    """Permissions of a new output: ``0o666 & ~umask``, as ``open()`` would give.
+
+    Example:
+        >>> old = os.umask(0o077)
+        >>> oct(output_mode())
+        '0o600'
+        >>> _ = os.umask(old)
+    """
+    return 0o666 & ~_current_umask()
 
 
 @contextmanager
@@ -45,7 +72,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, OUTPUT_MODE)
+        os.chmod(tmp, output_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -208,10 +210,109 @@ def read_group(path: str | Path, group: str) -> dict[str, NDArray]:
         return {k: v[()] for k, v in f[group].items()}
 
 
+#: dtype kinds a user's ``x``/``y`` may hold: bool, signed, unsigned, float.
+NUMERIC_KINDS = "biuf"
+#: What a bad user file is refused with (and nothing else escapes the reader).
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    RuntimeError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def check_numeric(path: str | Path, name: str, dtype: np.dtype) -> None:
+    """Refuse a member that does not hold plain real numbers (strings, objects...).
+
+    Raises:
+        ValueError: naming the file and the member.
+    """
+    if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None:
+        raise ValueError(
+            f"{path}: `{name}` must hold real numbers, got dtype {dtype}; store a "
+            "plain numeric array"
+        )
+
+
+def local_dataset(f: h5py.File, name: str, path: str | Path) -> h5py.Dataset | None:
+    """The dataset ``name`` of a user's HDF5 file, without reading its bytes.
+
+    Only a dataset stored inside the file itself is accepted: external links, soft
+    links, groups, virtual datasets and datasets with external raw storage are
+    refused, so reading never pulls bytes of another file (docs/interface.md §5.7).
+
+    Args:
+        f: the open file.
+        name: the member's name.
+        path: the file, for messages.
+
+    Returns:
+        The dataset, or None when there is no member ``name``.
+
+    Raises:
+        ValueError: naming the file and the member.
+    """
+    link = f.get(name, getlink=True)
+    if link is None:
+        return None
+    if not isinstance(link, h5py.HardLink):
+        kind = "an external" if isinstance(link, h5py.ExternalLink) else "a soft"
+        raise ValueError(
+            f"{path}: `{name}` is {kind} link; store the data in the file itself"
+        )
+    obj = f[name]
+    if not isinstance(obj, h5py.Dataset):
+        raise ValueError(f"{path}: `{name}` must be a dataset, got an HDF5 group")
+    if obj.is_virtual or obj.external:
+        where = "a virtual dataset" if obj.is_virtual else "stored in external files"
+        raise ValueError(
+            f"{path}: `{name}` is {where}; store the data in the file itself"
+        )
+    if obj.shape is None:
+        raise ValueError(f"{path}: `{name}` holds no data (empty dataspace)")
+    check_numeric(path, name, obj.dtype)
+    return obj
+
+
+def _read_h5_xy(path: Path) -> dict[str, NDArray]:
+    with h5py.File(path, "r") as f:
+        members = {k: local_dataset(f, k, path) for k in ("x", "y")}
+        return {k: d[()] for k, d in members.items() if d is not None}
+
+
+def _read_npz_xy(path: Path) -> dict[str, NDArray]:
+    arrays = {}
+    z = np.load(path, allow_pickle=False)
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError("a single .npy array, not an NPZ archive")
+    with z:
+        for k in ("x", "y"):
+            if k not in z.files:
+                continue
+            arr = z[k]  # allow_pickle=False: object arrays raise, never unpickle
+            if not isinstance(arr, np.ndarray):
+                raise ValueError(f"member `{k}` is not a .npy array")
+            check_numeric(path, k, arr.dtype)
+            arrays[k] = arr
+    return arrays
+
+
 def read_xy_file(
     path: str | Path, *, require_y: bool = True
 ) -> tuple[NDArray, NDArray | None]:
     """Read a user data file (HDF5 or NPZ) holding datasets ``x`` and ``y``.
+
+    Members must be plain numeric arrays stored in the file itself (HDF5 links,
+    external or virtual storage and NPZ object arrays are refused before their
+    bytes are read); any unreadable file gives one ``ValueError`` naming it.
 
     Args:
         path: ``.h5``/``.hdf5`` or ``.npz`` file.
@@ -222,23 +323,26 @@ def read_xy_file(
         (x, y) as stored.
 
     Raises:
-        ValueError: if the file is missing, of an unknown type, or lacks x (or y).
+        ValueError: if the file is missing, of an unknown type, malformed, or lacks
+            x (or y).
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        reader, kind = _read_h5_xy, "HDF5"
+    elif suffix == ".npz":
+        reader, kind = _read_npz_xy, "NPZ"
+    else:
+        raise ValueError(f"{path}: expected an .h5, .hdf5 or .npz file")
     try:
-        if suffix in (".h5", ".hdf5"):
-            with h5py.File(path, "r") as f:
-                arrays = {k: f[k][()] for k in ("x", "y") if k in f}
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ("x", "y") if k in z.files}
-        else:
-            raise ValueError(f"{path}: expected an .h5, .hdf5 or .npz file")
-    except OSError as e:
-        raise ValueError(f"{path}: not readable ({e})") from e
+        arrays = reader(path)
+    except _READ_ERRORS as e:
+        msg = _one_line(e)
+        if msg.startswith(f"{path}: "):
+            raise ValueError(msg) from e
+        raise ValueError(f"{path}: not a readable {kind} file ({msg})") from e
     for name in ("x", "y") if require_y else ("x",):
         if name not in arrays:
             raise ValueError(f"{path}: dataset `{name}` is missing")

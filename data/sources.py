@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from data.h5 import read_xy_file
+from data.h5 import NUMERIC_KINDS, read_xy_file
 from data.seeding import Seed
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,10 @@ SourceName = Literal["mnist5k", "digits", "breast_cancer", "gmm"]
 BUILTIN_SOURCES: tuple[str, ...] = ("mnist5k", "digits", "breast_cancer", "gmm")
 GMM_COMPONENTS = 5
 GMM_VAR = 1.0 / 200.0
+#: Labels are class indices below this bound (docs/interface.md §5.7).
+MAX_CLASSES = 10_000
+#: Fewest rows a party may hold: evaluate's k-NN divergence needs > 6 (§5.7).
+MIN_PARTY_ROWS = 7
 
 
 @dataclass(frozen=True)
@@ -133,11 +137,24 @@ def gmm_source(n: int, seed: Seed = None) -> Source:
     )
 
 
+def _cast_changed_integers(x: NDArray, x32: NDArray[np.float32]) -> bool:
+    """Whether float32 ``x32`` fails to hold integer array ``x`` exactly."""
+    info = np.iinfo(x.dtype)
+    if info.bits <= 16:
+        return False  # float32 holds every 16-bit integer exactly
+    f = x32.astype(np.float64)  # exact: every float32 is a float64
+    over = (f >= float(info.max + 1)) | (f < float(info.min))  # powers of two
+    back = np.where(over, 0, f).astype(x.dtype)
+    return bool(np.any(over | (back != np.where(over, 0, x))))
+
+
 def normalise_user_x(x: NDArray, name: str) -> NDArray[np.float32]:
-    """Bring user samples to the stored layout (docs/cgm.md §2.4).
+    """Bring user samples to the stored layout and check them as stored.
 
     uint8 images are divided by 255; float images must lie in [0, 1]; 3-D arrays
-    get a channel axis; 4-D arrays are NCHW; 2-D arrays are vectors.
+    get a channel axis; 4-D arrays are NCHW; 2-D arrays are vectors (docs/cgm.md
+    §2.4). The float32 result must be finite and, for integer input, equal to it
+    (docs/interface.md §5.7).
 
     Args:
         x: the user's array.
@@ -147,8 +164,12 @@ def normalise_user_x(x: NDArray, name: str) -> NDArray[np.float32]:
         float32 array.
 
     Raises:
-        ValueError: on NaN/inf, a bad rank or float images outside [0, 1].
+        ValueError: on a non-numeric dtype, a bad rank, NaN/inf, float images
+            outside [0, 1], values beyond float32's range or integers that float32
+            cannot hold exactly.
     """
+    if x.dtype.kind not in NUMERIC_KINDS or x.dtype.fields is not None:
+        raise ValueError(f"{name}: `x` must hold real numbers, got dtype {x.dtype}")
     if x.ndim not in (2, 3, 4):
         raise ValueError(f"{name}: `x` must be 2-, 3- or 4-D, got shape {x.shape}")
     is_uint8 = x.dtype == np.uint8
@@ -165,11 +186,26 @@ def normalise_user_x(x: NDArray, name: str) -> NDArray[np.float32]:
                 f"{name}: float images must lie in [0, 1], got "
                 f"[{xf.min():.3g}, {xf.max():.3g}]"
             )
-    return xf.astype(np.float32)
+    with np.errstate(over="ignore"):  # an overflow is refused just below
+        x32 = xf.astype(np.float32)
+    if not np.isfinite(x32).all():
+        raise ValueError(
+            f"{name}: `x` has values beyond float32's range (max |x| = "
+            f"{np.abs(xf).max():.3g} > 3.4e38); the pool stores float32: rescale x"
+        )
+    if x.dtype.kind in "iu" and not is_uint8 and _cast_changed_integers(x, x32):
+        raise ValueError(
+            f"{name}: `x` holds integers beyond 2^24 that float32 cannot store "
+            "exactly (the pool stores float32); rescale x or store it as float"
+        )
+    return x32
 
 
 def check_labels(y: NDArray, n_rows: int, name: str) -> NDArray[np.int64]:
-    """Check user labels: 1-D integers ≥ 0, one per row of x.
+    """Check user labels: 1-D integers in [0, MAX_CLASSES), one per row of x.
+
+    The bound is checked on the values as stored, before the int64 cast, so a
+    uint64 label cannot wrap to a negative one (docs/interface.md §5.7).
 
     Args:
         y: labels as stored.
@@ -180,7 +216,7 @@ def check_labels(y: NDArray, n_rows: int, name: str) -> NDArray[np.int64]:
         int64 labels.
 
     Raises:
-        ValueError: on a length mismatch, non-integer or negative labels.
+        ValueError: on a length mismatch, non-integer, negative or too large labels.
     """
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n_rows:
@@ -193,6 +229,11 @@ def check_labels(y: NDArray, n_rows: int, name: str) -> NDArray[np.int64]:
         raise ValueError(f"{name}: `y` must hold integer labels, got {y.dtype}")
     if n_rows and y.min() < 0:
         raise ValueError(f"{name}: `y` has negative labels (min {y.min()})")
+    if n_rows and y.max() >= MAX_CLASSES:
+        raise ValueError(
+            f"{name}: `y` has label {y.max():.15g}; labels must be class indices "
+            f"0..C-1 with C <= {MAX_CLASSES}: relabel the classes"
+        )
     return y.astype(np.int64)
 
 
@@ -202,7 +243,8 @@ def load_xy(
     """Read and validate one user data file: the ONE user-file reader.
 
     Party files, the test file and the gan stage's candidates file all come
-    through here (docs/cgm.md §2.4).
+    through here (docs/cgm.md §2.4). The values are checked as they will be
+    stored (docs/interface.md §5.7).
 
     Args:
         path: HDF5 or NPZ file with datasets ``x`` and ``y``.
@@ -216,10 +258,77 @@ def load_xy(
         ValueError: naming the file, on any problem of docs/cgm.md §2.4.
     """
     x, y = read_xy_file(path, require_y=require_y)
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError(f"{path}: `x` must be 2-, 3- or 4-D, got a scalar")
     if x.shape[0] == 0:
         raise ValueError(f"{path}: has zero rows")
-    xf = normalise_user_x(np.asarray(x), path)
+    xf = normalise_user_x(x, path)
     return xf, None if y is None else check_labels(y, xf.shape[0], path)
+
+
+def check_classes(
+    labels: list[NDArray[np.int64]], names: list[str], *, n_parties: int
+) -> int:
+    """The number of classes C of user files, refusing a label set unfit to pool.
+
+    Labels must be compact: every class 0..C-1 has a row in some file. The first
+    ``n_parties`` entries are the parties' training rows; together they must hold
+    ≥ 2 classes (docs/interface.md §5.7).
+
+    Args:
+        labels: int64 labels of each file (already checked by :func:`check_labels`).
+        names: the files, for messages.
+        n_parties: how many leading entries are party rows (the rest: test rows).
+
+    Returns:
+        C = max label + 1.
+
+    Raises:
+        ValueError: naming a file, on gaps in the labels or a single class.
+
+    Example:
+        >>> check_classes([np.array([0, 1]), np.array([2])], ["a", "b"], n_parties=1)
+        3
+    """
+    tops = [int(y.max()) for y in labels if y.size]
+    n_classes = max(tops) + 1
+    counts = sum(np.bincount(y, minlength=n_classes) for y in labels)
+    missing = np.flatnonzero(counts == 0)
+    if missing.size:
+        top = names[int(np.argmax([y.max() if y.size else -1 for y in labels]))]
+        raise ValueError(
+            f"{top}: has label {n_classes - 1} but no file has a row of class "
+            f"{int(missing[0])} ({missing.size} of 0..{n_classes - 1} missing); "
+            "relabel the classes to 0..C-1"
+        )
+    train = np.concatenate(labels[:n_parties])
+    if np.unique(train).size < 2:
+        raise ValueError(
+            f"{names[0]}: the party files together hold only class {int(train[0])}; "
+            "the GAN and the classifiers need >= 2 classes"
+        )
+    return n_classes
+
+
+def check_party_rows(sizes: list[int], names: list[str], after: str = "") -> None:
+    """Refuse a party with fewer than :data:`MIN_PARTY_ROWS` rows.
+
+    Args:
+        sizes: rows of each party.
+        names: each party's name (file or ``party <i>``), for messages.
+        after: what shrank the parties (e.g. "after the test split"), for messages.
+
+    Raises:
+        ValueError: naming the first party that is too small.
+    """
+    for n, name in zip(sizes, names, strict=True):
+        if n < MIN_PARTY_ROWS:
+            raise ValueError(
+                f"{name}: {n} rows{after}; every party needs >= {MIN_PARTY_ROWS} "
+                "(evaluate's k-NN divergence uses 6 neighbours, docs/interface.md "
+                "§5.7)"
+            )
 
 
 def load_candidates(

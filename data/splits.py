@@ -226,16 +226,25 @@ def _dirichlet(
         parties: list[list[NDArray[np.int64]]] = [[] for _ in range(n_parties)]
         for j in range(n_classes):
             rows = rng.permutation(np.flatnonzero(y == j))
-            q = rng.dirichlet(np.full(n_parties, alpha))
+            # α = ∞ is the limit of equal shares (rng.dirichlet would give NaN)
+            q = (
+                np.full(n_parties, 1.0 / n_parties)
+                if np.isinf(alpha)
+                else rng.dirichlet(np.full(n_parties, alpha))
+            )
+            if not np.isfinite(q).all():
+                break  # an α too small for the sampler: a failed draw
             cuts = np.floor(np.cumsum(q) * rows.size).astype(np.int64)[:-1]
             for i, part in enumerate(np.split(rows, cuts)):
                 parties[i].append(part)
-        out = [np.concatenate(p).astype(np.int64) for p in parties]
-        if min(len(p) for p in out) >= min_rows:
-            return out
+        else:
+            out = [np.concatenate(p).astype(np.int64) for p in parties]
+            if min(len(p) for p in out) >= min_rows:
+                return out
+    fix = "lower n_parties" if np.isinf(alpha) else "raise dirichlet_alpha"
     raise ValueError(
         f"dirichlet_alpha = {alpha}: 100 draws each left a party with fewer than "
-        f"{min_rows} rows; raise dirichlet_alpha"
+        f"{min_rows} rows; {fix}"
     )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.h5 import POOL_PARTY, REWARD, SCHEMA_VERSION
+from data.h5 import POOL_PARTY, REWARD, SCHEMA_VERSION, local_dataset
 
 
 class PartyDataset(Dataset):
@@ -31,8 +31,8 @@ class PartyDataset(Dataset):
             ``value_trace`` (drops the stall tail).
 
     Raises:
-        ValueError: if both files are None, or a file lacks ``x``/``y`` or has
-            another schema version.
+        ValueError: if both files are None, or a file lacks ``x``/``y`` as plain
+            datasets stored in the file itself, or has another schema version.
     """
 
     def __init__(
@@ -56,7 +56,8 @@ class PartyDataset(Dataset):
                 if f.attrs.get("schema_version") != SCHEMA_VERSION:
                     raise ValueError(f"{path}: unsupported schema_version")
                 for name in ("x", "y"):
-                    if name not in f:
+                    # a plain dataset in the file itself: no links, no external bytes
+                    if local_dataset(f, name, path) is None:
                         raise ValueError(
                             f"{path}: {schema.kind} lacks dataset `{name}`"
                         )

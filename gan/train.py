@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -313,6 +314,13 @@ def train_gan(
             wall = time.perf_counter() - start
     finally:
         torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+    if trainer.received_sigterm:
+        # Lightning's own SIGTERM handler stops fit "gracefully" and returns as if
+        # training had finished; its teardown restored the process's handler, so
+        # deliver the signal again: the default ends the process (exit 143), the
+        # CLI's raises (docs/interface.md §5.6). Never return a half-trained model.
+        signal.raise_signal(signal.SIGTERM)
+        raise RuntimeError("GAN training was stopped by SIGTERM")
     epochs_done = int(trainer.current_epoch)
     n_samples = module.n_batches_seen * batch_size
     stats = TrainStats(

@@ -2,18 +2,27 @@
 
 ``synthreward <stage> --run-dir DIR [--config FILE.toml] [--set key=value ...]
 [--seed N] [--quiet]``. Exit codes: 0 success, 2 bad input (one line on stderr),
-1 anything unexpected (with its traceback).
+1 anything unexpected (with its traceback) or a full disk (one line), 130 / 143 after
+SIGINT / SIGTERM (one line). A command holds an exclusive lock on ``DIR/.lock``; a
+stage that fails leaves no manifest and none of the files it newly created
+(docs/interface.md §5.6).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import fcntl
 import importlib
 import logging
+import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import NoReturn
 
 from pipeline import manifest, paths
@@ -71,9 +80,25 @@ def run_stage(
     module = stage_module(stage)
     logger.info("[%s] config: %s", stage, cfg.tables(*module.TABLES))
     t0 = time.perf_counter()
-    outputs = module.run(cfg, run_dir, progress=progress)
+    manifest.forget_reads(run_dir)
+    folder = paths.stage_dir(run_dir, stage)
+    before = set(folder.iterdir()) if folder.is_dir() else set()
+    try:
+        outputs = module.run(cfg, run_dir, progress=progress)
+    except BaseException:
+        _remove_new_files(folder, before)
+        raise
     logger.info("[%s] done in %.1f s", stage, time.perf_counter() - t0)
     return outputs
+
+
+def _remove_new_files(folder: Path, before: set[Path]) -> None:
+    """Remove the files a failed stage created (not its ``.partial`` evidence)."""
+    if not folder.is_dir():
+        return
+    for path in set(folder.iterdir()) - before:
+        if path.is_file() and not path.name.endswith(".partial"):
+            path.unlink(missing_ok=True)
 
 
 def run_all(cfg: RunConfig, run_dir: Path, *, progress: bool) -> None:
@@ -105,6 +130,102 @@ def _report(stage: str, run_dir: Path) -> None:
         print(f"finished stages: {', '.join(done)} (in {run_dir}/)", file=out)
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwinds every ``with`` block (temp files removed).
+
+    A `BaseException` that is not `KeyboardInterrupt`, so Lightning's "graceful
+    shutdown" (which would return normally) re-raises it instead.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into `Interrupted` for the command's duration."""
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    try:
+        old = {s: signal.signal(s, _raise_interrupted) for s in sigs}
+    except ValueError:  # not the main thread: leave the handlers alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _check_run_dir(run_dir: Path) -> bool:
+    """Refuse a run folder that cannot be one; create it. Returns: it was created."""
+    if run_dir.resolve() == Path(run_dir.resolve().anchor):
+        raise UsageError(
+            f"--run-dir {run_dir}: the filesystem root cannot be a run folder"
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--run-dir {run_dir}: exists and is not a folder")
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--run-dir {run_dir}: cannot create it ({e.strerror})") from e
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise UsageError(f"--run-dir {run_dir}: not writable")
+    return created
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``DIR/.lock`` (holding our pid).
+
+    Raises:
+        UsageError: if another command holds it (naming its pid), or the folder
+            is not writable.
+    """
+    path = run_dir / ".lock"
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise UsageError(f"--run-dir {run_dir}: not writable ({e.strerror})") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise UsageError(
+                f"{run_dir}: in use by another synthreward command (pid {holder}); "
+                "wait for it to finish or use another --run-dir"
+            ) from None
+        # a finishing holder unlinks the file: lock the one that is at `path` now
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _disk_full(e: BaseException) -> bool:
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(e, OSError | RuntimeError) and "No space left on device" in str(e)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``synthreward`` and ``python -m pipeline``.
 
@@ -112,30 +233,65 @@ def main(argv: list[str] | None = None) -> int:
         argv: arguments (default ``sys.argv[1:]``).
 
     Returns:
-        The exit code: 0 success, 2 bad input, 1 unexpected error.
+        The exit code: 0 success, 2 bad input, 1 unexpected error or a full disk,
+        128 + the signal number after SIGINT (130) or SIGTERM (143).
     """
+    stage = "?"
     try:
-        args = _parser().parse_args(argv)
-        logging.basicConfig(
-            level=logging.WARNING if args.quiet else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-            force=True,
-        )
-        # libraries (Lightning) set INFO on their own loggers: filter at the handler
-        for handler in logging.getLogger().handlers:
-            handler.setLevel(logging.WARNING if args.quiet else logging.INFO)
-        cfg = load_config(args.config or DEFAULT_CONFIG, args.set, args.seed)
-        progress = sys.stderr.isatty() and not args.quiet
-        if args.stage == "all":
-            run_all(cfg, args.run_dir, progress=progress)
-        else:
-            run_stage(args.stage, cfg, args.run_dir, progress=progress)
-        _report(args.stage, args.run_dir)
+        with _signals_raise():
+            args = _parser().parse_args(argv)
+            stage = args.stage
+            logging.basicConfig(
+                level=logging.WARNING if args.quiet else logging.INFO,
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                stream=sys.stderr,
+                force=True,
+            )
+            # libraries (Lightning) set INFO on their own loggers: filter at the handler
+            for handler in logging.getLogger().handlers:
+                handler.setLevel(logging.WARNING if args.quiet else logging.INFO)
+            cfg = load_config(args.config or DEFAULT_CONFIG, args.set, args.seed)
+            progress = sys.stderr.isatty() and not args.quiet
+            created = _check_run_dir(args.run_dir)
+            try:
+                with run_lock(args.run_dir):
+                    if args.stage == "all":
+                        run_all(cfg, args.run_dir, progress=progress)
+                    else:
+                        run_stage(args.stage, cfg, args.run_dir, progress=progress)
+            finally:
+                if created:  # a refused first command leaves no empty folder
+                    with contextlib.suppress(OSError):
+                        args.run_dir.rmdir()
+            _report(args.stage, args.run_dir)
         return 0
     except UsageError as e:
         print(f"synthreward: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(
+            f"synthreward: {e} received: `{stage}` stopped, its stage left unfinished; "
+            "rerun the command (or `all`) to resume",
+            file=sys.stderr,
+        )
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("synthreward: interrupted", file=sys.stderr)
         return 1
+    except (OSError, RuntimeError) as e:
+        if _disk_full(e):
+            where = getattr(e, "filename", None) or "the run folder"
+            print(
+                f"synthreward: error: {where}: no space left on device; the stage was "
+                "left unfinished: free space and rerun the command (or `all`)",
+                file=sys.stderr,
+            )
+            return 1
+        if isinstance(e, OSError) and e.errno in (
+            errno.EACCES,
+            errno.EPERM,
+            errno.EROFS,
+        ):
+            print(f"synthreward: error: {e.filename}: {e.strerror}", file=sys.stderr)
+            return 2
+        raise

@@ -5,6 +5,11 @@ declares it beside the field as ``Annotated[type, Bounds(...)]``. The generic
 loader of :mod:`pipeline.config_loader` refuses unknown tables and keys, checks
 types and every field's bounds once, then constructs these classes; their
 ``__post_init__`` keeps only the checks that span keys.
+
+Every float is finite unless its ``Bounds`` say ``finite=False``, only where inf
+means something (``sample.inv_temp`` and ``evaluate.inv_temps``: inf = greedy;
+``fl.beta``; ``data.dirichlet_alpha``: equal shares); every seed lies in
+[0, 2**63) (docs/interface.md §4.5).
 """
 
 from __future__ import annotations
@@ -36,10 +41,20 @@ __all__ = [
 ]
 
 # Bounds that several fields share; the others are written beside their field.
+# A float's Bounds refuse ±inf unless they say finite=False (docs/interface.md §4.5).
 AT_LEAST_1 = Bounds(ge=1)
 POSITIVE = Bounds(gt=0)
-FINITE_POSITIVE = Bounds(gt=0, finite=True)
-NON_NEGATIVE_EACH = Bounds(ge=0, expected="numbers >= 0")
+#: Seeds are stored as int64 (HDF5 attributes, manifests): 0 <= seed < 2**63.
+SEED = Bounds(ge=0, lt=2**63, expected="an integer >= 0 and < 2**63")
+#: The SE kernel's 1/(2ℓ²) must be a normal float32 (the CUDA kernel dtype):
+#: outside [1e-19, 1e19] it overflows to inf or underflows to 0, and every
+#: kernel value becomes 0 or 1 (docs/interface.md §4.5).
+LENGTHSCALE = Bounds(
+    ge=1e-19,
+    le=1e19,
+    expected='a number in [1e-19, 1e19] or "auto" (outside it the kernel\'s '
+    "1/(2ℓ²) overflows or underflows float32)",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,8 +79,10 @@ class DataConfig:
     ] = "unequal"
     # rows of the simulated gmm source
     gmm_size: Annotated[int, Bounds(ge=5)] = 10_000
-    # concentration of the dirichlet split
-    dirichlet_alpha: Annotated[float, POSITIVE] = 0.5
+    # concentration of the dirichlet split (inf = equal shares of every class)
+    dirichlet_alpha: Annotated[
+        float, Bounds(gt=0, finite=False, expected="a number > 0 (inf = equal shares)")
+    ] = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,10 +124,7 @@ class ValueConfig:
     # autoencoder training epochs
     ae_epochs: Annotated[int, AT_LEAST_1] = 15
     # SE kernel lengthscale ℓ, or "auto" (bisection rule)
-    lengthscale: Annotated[
-        float | Literal["auto"],
-        Bounds(gt=0, finite=True, expected='a number > 0 or "auto"'),
-    ] = "auto"
+    lengthscale: Annotated[float | Literal["auto"], LENGTHSCALE] = "auto"
     # exact (N <= MAX_EXACT_PARTIES = 16) or permutation sampling
     shapley: Literal["exact", "permutation"] = "exact"
     # permutations of the permutation estimator
@@ -139,10 +153,13 @@ class SampleConfig:
 
     # inverse temperature β >= 0; inf is greedy
     inv_temp: Annotated[
-        float, Bounds(ge=0, expected="a number >= 0 (inf = greedy)")
+        float, Bounds(ge=0, finite=False, expected="a number >= 0 (inf = greedy)")
     ] = 1.0
     # replaces the derived sample seed when set
-    seed: Annotated[int | Literal["auto"], Bounds(ge=0)] = "auto"
+    seed: Annotated[
+        int | Literal["auto"],
+        Bounds(ge=0, lt=2**63, expected='an integer >= 0 and < 2**63 or "auto"'),
+    ] = "auto"
     # parallel processes on CPU
     workers: Annotated[int | Literal["auto"], AT_LEAST_1] = "auto"
     # auto, cpu or cuda (batched)
@@ -153,8 +170,11 @@ class SampleConfig:
 class EvaluateConfig:
     """``[evaluate]``: metrics, downstream training, β sweep (docs/cgm.md §8)."""
 
-    # β values of the sweep ([] disables it)
-    inv_temps: Annotated[tuple[float, ...], NON_NEGATIVE_EACH] = (1.0, 2.0, 4.0, 8.0)
+    # β values of the sweep ([] disables it; inf = greedy)
+    inv_temps: Annotated[
+        tuple[float, ...],
+        Bounds(ge=0, finite=False, expected="numbers >= 0 (inf = greedy)"),
+    ] = (1.0, 2.0, 4.0, 8.0)
     # downstream classifier: auto (cnn for 28×28 images, else mlp), cnn, mlp
     classifier: Literal["auto", "cnn", "mlp"] = "auto"
     # downstream training epochs
@@ -182,7 +202,12 @@ class FlConfig:
     # reward altruism β > 0; a list runs one CGSV run per β
     beta: Annotated[
         float | tuple[float, ...],
-        Bounds(gt=0, min_len=1, expected="a number > 0 or a non-empty list of them"),
+        Bounds(
+            gt=0,
+            min_len=1,
+            finite=False,
+            expected="a number > 0 (inf allowed) or a non-empty list of them",
+        ),
     ] = 1.0
     # pool (the pool's parties) or a re-split of the training pool
     split: Literal["pool", "uniform", "powerlaw", "classimbalance"] = "pool"
@@ -230,27 +255,23 @@ class ContractConfig:
     # sgb: optimal accuracy a_opt in (0, 1]
     a_opt: Annotated[float, Bounds(gt=0, le=1, expected="an accuracy in (0, 1]")] = 1.0
     # sgb: complexity constant k > 0
-    k: Annotated[float, FINITE_POSITIVE] = 1.0
+    k: Annotated[float, POSITIVE] = 1.0
     # powerlaw: asymptote a_max in (0, 1] of a(x) = max(0, a_max - kappa x^-exponent)
     a_max: Annotated[float, Bounds(gt=0, le=1, expected="an accuracy in (0, 1]")] = 1.0
     # powerlaw: scale kappa > 0
-    kappa: Annotated[float, FINITE_POSITIVE] = 8.0
+    kappa: Annotated[float, POSITIVE] = 8.0
     # powerlaw: decay exponent gamma > 0
-    exponent: Annotated[float, FINITE_POSITIVE] = 0.5
+    exponent: Annotated[float, POSITIVE] = 0.5
     # V > 0 in the valuation v(r) = V r
-    value_scale: Annotated[float, FINITE_POSITIVE] = 100.0
+    value_scale: Annotated[float, POSITIVE] = 100.0
     # simplified (the authors' local IC chain) or full (all-pairs IC)
     constraints: Literal["simplified", "full"] = "simplified"
     # S > 0: trust-constr minimises -S·Phi
-    objective_scale: Annotated[float, FINITE_POSITIVE] = 1e6
+    objective_scale: Annotated[float, POSITIVE] = 1e6
     # trust-constr gradient tolerance
-    gtol: Annotated[
-        float, Bounds(gt=0, finite=True, expected="a finite tolerance > 0")
-    ] = 1e-12
+    gtol: Annotated[float, Bounds(gt=0, expected="a finite tolerance > 0")] = 1e-12
     # trust-constr step tolerance
-    xtol: Annotated[
-        float, Bounds(gt=0, finite=True, expected="a finite tolerance > 0")
-    ] = 1e-15
+    xtol: Annotated[float, Bounds(gt=0, expected="a finite tolerance > 0")] = 1e-15
     # trust-constr iteration limit
     maxiter: Annotated[int, AT_LEAST_1] = 5000
     # also compute the complete-information benchmark and the information cost
@@ -315,7 +336,7 @@ class NashConfig:
     # SGD learning rate; auto: sex 1e-3, race 5e-4, synthetic 1e-2
     lr: Annotated[
         float | Literal["auto"],
-        Bounds(gt=0, finite=True, expected='a number > 0 or "auto"'),
+        Bounds(gt=0, expected='a finite number > 0 or "auto"'),
     ] = "auto"
     # dropout p of the MLP; auto: sex 0.2, race 0.4, synthetic 0.0
     dropout: Annotated[float | Literal["auto"], Bounds(ge=0, lt=1)] = "auto"
@@ -324,17 +345,16 @@ class NashConfig:
     # SGD momentum
     momentum: Annotated[float, Bounds(ge=0, lt=1)] = 0.9
     # SGD weight decay
-    weight_decay: Annotated[
-        float, Bounds(ge=0, finite=True, expected="a number >= 0")
-    ] = 5e-4
+    weight_decay: Annotated[float, Bounds(ge=0, expected="a finite number >= 0")] = 5e-4
     # training seeds (model init, batch order, dropout)
     seeds: Annotated[
         tuple[int, ...],
         Bounds(
             ge=0,
+            lt=2**63,
             min_len=1,
             unique=True,
-            expected="a non-empty list of integers >= 0 without repeats",
+            expected="a non-empty list of integers in [0, 2**63) without repeats",
         ),
     ] = (0,)
     # validation rows per (group, label) cell
@@ -357,7 +377,7 @@ class RunConfig:
     """The whole run: the root ``seed`` and one config per table."""
 
     # root seed: every stage derives its own from it by name (docs/interface.md §7)
-    seed: Annotated[int, Bounds(ge=0)] = 0
+    seed: Annotated[int, SEED] = 0
     data: DataConfig = field(default_factory=DataConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     value: ValueConfig = field(default_factory=ValueConfig)

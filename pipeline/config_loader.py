@@ -7,8 +7,10 @@ the tables: it walks any root dataclass whose dataclass-typed fields are tables.
 
 Loading refuses unknown tables and keys (naming the nearest valid one), checks
 types (a bool is never a number; an int is accepted for a float; lists become
-tuples), checks every field's bounds once, then constructs the dataclass, whose
-``__post_init__`` keeps only the checks that span keys. ``--set table.key=value``
+tuples; every integer must fit in 64 bits), checks every field's bounds once (a
+float must be finite unless its bounds opt out, docs/interface.md §4.5), then
+constructs the dataclass, whose ``__post_init__`` keeps only the checks that span
+keys. ``--set table.key=value``
 and ``--seed`` edit the raw dict first, so overrides pass the same checks. Every
 message reads ``[table] key: expected ..., got ...``.
 """
@@ -34,7 +36,12 @@ __all__ = [
     "fail",
     "load",
     "parse_set",
+    "read_toml",
 ]
+
+#: Every integer key must fit in a signed 64-bit integer (numpy, HDF5 attributes
+#: and seeds all store int64); seeds are also ``< 2**63`` (docs/interface.md §4.5).
+INT64_END = 2**63
 
 
 class ConfigError(UsageError):
@@ -50,15 +57,16 @@ def fail(table: str, key: str, expected: str, got: Any) -> typing.NoReturn:
 class Bounds:
     """The range of a numeric field (or of each item of a list field).
 
-    NaN is outside every range; ``inf`` is inside an unbounded side unless
-    ``finite``. A string value (``"auto"``) is never range-checked.
+    NaN is outside every range. A float must be finite unless ``finite=False``
+    is declared beside a key where ``inf`` means something (``sample.inv_temp``:
+    inf = greedy). A string value (``"auto"``) is never range-checked.
 
     Attributes:
         ge: value >= ge.
         gt: value > gt.
         le: value <= le.
         lt: value < lt.
-        finite: refuse ±inf.
+        finite: refuse ±inf (the default; ``False`` where inf is meaningful).
         also: values accepted outside the range (``0`` = inherit).
         min_len: a list needs at least this many items.
         unique: a list must not repeat an item.
@@ -69,7 +77,7 @@ class Bounds:
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
-    finite: bool = False
+    finite: bool = True
     also: tuple[Any, ...] = ()
     min_len: int = 0
     unique: bool = False
@@ -79,13 +87,15 @@ class Bounds:
         """Whether one scalar lies in the range (strings always do)."""
         if isinstance(value, str) or value in self.also:
             return True
+        if isinstance(value, float) and (
+            math.isnan(value) or (self.finite and math.isinf(value))
+        ):
+            return False
         return (
             (self.ge is None or value >= self.ge)
             and (self.gt is None or value > self.gt)
             and (self.le is None or value <= self.le)
             and (self.lt is None or value < self.lt)
-            and not (self.finite and not math.isfinite(value))
-            and not math.isnan(value)
         )
 
     def text(self, hint: Any) -> str:
@@ -96,15 +106,17 @@ class Bounds:
             'a number in [0, 1)'
             >>> Bounds(ge=1).text(int | Literal["auto"])
             'an integer >= 1 or "auto"'
+            >>> Bounds(gt=0).text(float)
+            'a finite number > 0'
         """
         if self.expected is not None:
             return self.expected
         args = _members(hint)
-        kind = "an integer" if int in args else "a number"
-        if self.finite:
-            kind = "a finite number"
         low = self.ge if self.ge is not None else self.gt
         high = self.le if self.le is not None else self.lt
+        kind = "an integer" if int in args else "a number"
+        if kind == "a number" and self.finite and (low is None or high is None):
+            kind = "a finite number"
         if low is not None and high is not None:
             left = "[" if self.ge is not None else "("
             right = "]" if self.le is not None else ")"
@@ -207,17 +219,51 @@ def _nearest(key: str, valid: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _check_int64(table: str, key: str, value: Any) -> None:
+    """Refuse an integer (or list item) outside the signed 64-bit range.
+
+    Example:
+        >>> _check_int64("gan", "epochs", 2**64)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pipeline.config_loader.ConfigError: [gan] epochs: expected an integer below...
+    """
+    items = value if isinstance(value, tuple) else (value,)
+    for v in items:
+        if isinstance(v, int) and not -INT64_END <= v < INT64_END:
+            got = list(value) if isinstance(value, tuple) else value
+            fail(table, key, "an integer below 2**63 (a 64-bit integer)", got)
+
+
 def _checked(cls: type, table: str, kwargs: dict[str, Any]) -> Any:
-    """Check every field's bounds (given or default), then construct ``cls``."""
+    """Check every field's bounds (given or default), then construct ``cls``.
+
+    A float field without a declared :class:`Bounds` still gets the default one
+    (any finite number).
+    """
     hints = typing.get_type_hints(cls)
     extras = typing.get_type_hints(cls, include_extras=True)
     defaults = cls()
     for f in dataclasses.fields(cls):
-        for bounds in getattr(extras[f.name], "__metadata__", ()):
-            if isinstance(bounds, Bounds):
-                value = kwargs.get(f.name, getattr(defaults, f.name))
-                check_bounds(table, f.name, value, hints[f.name], bounds)
+        declared = [
+            b
+            for b in getattr(extras[f.name], "__metadata__", ())
+            if isinstance(b, Bounds)
+        ]
+        if not declared and _has_float(hints[f.name]):
+            declared = [Bounds()]
+        value = kwargs.get(f.name, getattr(defaults, f.name))
+        for bounds in declared:
+            check_bounds(table, f.name, value, hints[f.name], bounds)
+        _check_int64(table, f.name, value)
     return cls(**kwargs)
+
+
+def _has_float(hint: Any) -> bool:
+    """Whether ``hint`` admits a float (directly, in a union or as list items)."""
+    if hint is float:
+        return True
+    return any(_has_float(a) for a in typing.get_args(hint) if a is not hint)
 
 
 def _build_table(cls: type, table: str, raw: Any) -> Any:
@@ -325,16 +371,7 @@ def load(
     Raises:
         ConfigError: on an unreadable file, bad TOML, or any invalid value.
     """
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            with p.open("rb") as f:
-                raw = tomllib.load(f)
-        except FileNotFoundError as e:
-            raise ConfigError(f"--config {p}: file not found") from e
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"--config {p}: invalid TOML ({e})") from e
+    raw = {} if path is None else read_toml(Path(path))
     for item in overrides:
         keys, value = parse_set(item)
         node = raw
@@ -344,5 +381,42 @@ def load(
                 raise ConfigError(f"--set {item!r}: {k} is not a table")
         node[keys[-1]] = value
     if seed is not None:
+        if not 0 <= seed < INT64_END:
+            raise ConfigError(
+                f"--seed: expected an integer >= 0 and < 2**63 (the root seed), got "
+                f"{seed}"
+            )
         raw["seed"] = seed
     return build(root, raw)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse the ``--config`` file, refusing what is not a readable UTF-8 TOML file.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The parsed tables.
+
+    Raises:
+        ConfigError: one line naming the file: missing, a folder, unreadable, not
+            UTF-8 text, or invalid TOML.
+    """
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"--config {path}: file not found") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"--config {path}: is a folder, not a TOML file") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"--config {path}: not UTF-8 text (byte {e.object[e.start]:#04x} at "
+            f"offset {e.start}); TOML files are UTF-8"
+        ) from e
+    except tomllib.TOMLDecodeError as e:
+        detail = " ".join(str(e).split())
+        raise ConfigError(f"--config {path}: invalid TOML ({detail})") from e
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot read ({e.strerror})") from e

@@ -2,7 +2,9 @@
 
 A stage (1) verifies its upstream manifests and the sha256 of every file it reads,
 (2) deletes its own old manifest, (3) works, (4) writes outputs atomically, and
-(5) writes ``manifest.json`` last, atomically.
+(5) writes ``manifest.json`` last, atomically. Each manifest records the sha256 of
+the upstream manifests the stage read (``upstream``), so a stage refuses an upstream
+whose own ancestors changed since it ran (docs/interface.md §5.6).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from data.atomic import OUTPUT_MODE, atomic_path
+from data.atomic import atomic_path, output_mode
 from data.h5 import package_version
 from pipeline import paths
 from pipeline.errors import UsageError
@@ -137,7 +139,7 @@ class CsvStream:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._file.close()
         if exc_type is None:
-            os.chmod(self.partial, OUTPUT_MODE)
+            os.chmod(self.partial, output_mode())
             os.replace(self.partial, self.path)
 
 
@@ -169,6 +171,88 @@ def file_entries(run: Path, files: Mapping[str, Path]) -> dict[str, dict[str, st
     }
 
 
+#: (run folder, stage) -> sha256 of the upstream manifests read by `require` since
+#: the last `finish` or `forget_reads`; `finish` records them as ``upstream``.
+_READS: dict[tuple[str, str], str] = {}
+
+
+def _run_key(run: Path) -> str:
+    return str(Path(run).resolve())
+
+
+def forget_reads(run: Path) -> None:
+    """Forget the upstream manifests read so far for ``run`` (a stage starts)."""
+    key = _run_key(run)
+    for k in [k for k in _READS if k[0] == key]:
+        del _READS[k]
+
+
+def _rerun(run: Path, stage: str) -> str:
+    return f"rerun `synthreward {stage} --run-dir {run}` (or `synthreward all`)"
+
+
+def read_manifest(run: Path, stage: str) -> tuple[dict[str, Any], str]:
+    """Read and parse a stage's manifest; return it with the sha256 of its bytes.
+
+    Raises:
+        UsageError: if it is missing, truncated or not a manifest (naming the file
+            and the stage to rerun).
+    """
+    mpath = paths.manifest(run, stage)
+    try:
+        raw = mpath.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(
+            f"{mpath}: missing; run `synthreward {stage} --run-dir {run}` first"
+        ) from None
+    except OSError as e:
+        raise UsageError(
+            f"{mpath}: unreadable ({e.strerror}); {_rerun(run, stage)}"
+        ) from e
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(
+            f"{mpath}: truncated or not JSON ({e}); {_rerun(run, stage)}"
+        ) from e
+    outputs = body.get("outputs") if isinstance(body, dict) else None
+    upstream = body.get("upstream", {}) if isinstance(body, dict) else None
+    if not (
+        isinstance(outputs, dict)
+        and isinstance(upstream, dict)
+        and all(
+            isinstance(e, dict) and {"path", "sha256"} <= e.keys()
+            for e in outputs.values()
+        )
+    ):
+        raise UsageError(f"{mpath}: not a stage manifest; {_rerun(run, stage)}")
+    return body, hashlib.sha256(raw).hexdigest()
+
+
+def _manifest_sha(run: Path, stage: str) -> str | None:
+    try:
+        return sha256(paths.manifest(run, stage))
+    except OSError:
+        return None
+
+
+def _check_ancestors(run: Path, stage: str, body: Mapping[str, Any]) -> None:
+    """Raise if an upstream manifest recorded by ``stage`` (transitively) changed."""
+    seen: set[str] = set()
+    todo = [(stage, body)]
+    while todo:
+        name, current = todo.pop()
+        for up, recorded in sorted(current.get("upstream", {}).items()):
+            if _manifest_sha(run, up) != recorded:
+                raise UsageError(
+                    f"{paths.manifest(run, name)}: stale: the {up} stage was rerun "
+                    f"or removed after the {name} stage read it; {_rerun(run, name)}"
+                )
+            if up not in seen:
+                seen.add(up)
+                todo.append((up, read_manifest(run, up)[0]))
+
+
 def begin(run: Path, stage: str) -> float:
     """Delete the stage's old manifest (no stale "finished" marker); return t0."""
     paths.manifest(run, stage).unlink(missing_ok=True)
@@ -189,6 +273,9 @@ def finish(
 ) -> dict[str, Any]:
     """Write ``DIR/<stage>/manifest.json`` last and atomically.
 
+    ``upstream`` records the sha256 of every upstream manifest read through
+    :func:`require` since the stage started (docs/interface.md §5.6).
+
     Args:
         run: the run folder.
         stage: stage name.
@@ -202,11 +289,14 @@ def finish(
     Returns:
         The manifest as a dict.
     """
+    key = _run_key(run)
+    upstream = {s: h for (r, s), h in sorted(_READS.items()) if r == key and s != stage}
     body = {
         "stage": stage,
         "config": dict(config),
         "seed": seed,
         "version": package_version(),
+        "upstream": upstream,
         "inputs": file_entries(run, inputs),
         "outputs": file_entries(run, outputs),
         "wall_time_s": round(time.perf_counter() - started, 3),
@@ -215,32 +305,35 @@ def finish(
     if metrics is not None:
         body["metrics"] = dict(metrics)
     write_json(paths.manifest(run, stage), body)
+    forget_reads(run)
     return body
 
 
 def require(
-    run: Path, stage: str, names: Iterable[str] | None = None
+    run: Path, stage: str, names: Iterable[str] | None = None, *, record: bool = True
 ) -> dict[str, Any]:
-    """Read an upstream manifest and verify the sha256 of the outputs to be read.
+    """Read an upstream manifest and verify it and the outputs to be read.
+
+    Verifies the sha256 of the outputs named, and that every manifest the upstream
+    stage recorded as ``upstream`` (and theirs, transitively) is unchanged.
 
     Args:
         run: the run folder.
         stage: the upstream stage.
         names: output names to verify (default: all outputs).
+        record: remember the manifest's sha256 for the reading stage's
+            ``upstream`` (see :func:`finish`).
 
     Returns:
         The manifest.
 
     Raises:
-        UsageError: if the manifest is missing, or a file is missing or changed.
+        UsageError: if the manifest is missing, truncated or stale, or a file is
+            missing or changed.
     """
     mpath = paths.manifest(run, stage)
-    if not mpath.is_file():
-        raise UsageError(
-            f"{mpath}: missing; run `synthreward {stage} --run-dir {run}` first"
-        )
-    body = read_json(mpath)
-    outputs = body.get("outputs", {})
+    body, digest = read_manifest(run, stage)
+    outputs = body["outputs"]
     for name in outputs if names is None else names:
         if name not in outputs:
             raise UsageError(f"{mpath}: lists no output {name!r}; rerun `{stage}`")
@@ -253,17 +346,38 @@ def require(
                 f"{fpath}: changed since the {stage} stage wrote it (sha256 "
                 f"mismatch); rerun `synthreward {stage}`"
             )
+    _check_ancestors(run, stage, body)
+    if record:
+        _READS[(_run_key(run), stage)] = digest
     return body
+
+
+def _inputs_unchanged(run: Path, body: Mapping[str, Any]) -> bool:
+    """Whether every recorded input (user files included) still has its sha256."""
+    for entry in body.get("inputs", {}).values():
+        try:
+            if sha256(Path(run) / entry["path"]) != entry["sha256"]:
+                return False
+        except (OSError, KeyError, TypeError):
+            return False
+    return True
 
 
 def is_finished(run: Path, stage: str, config: Mapping[str, Any]) -> bool:
     """Whether ``all`` may skip the stage.
 
-    True when the stage's manifest exists, its config equals ``config`` and every
-    output still matches its sha256.
+    True when the stage's manifest is readable and records ``upstream``, its config
+    equals ``config``, every output still matches its sha256, every input (the
+    user's party, test and candidates files included) still matches the sha256
+    recorded when the stage ran, and no upstream manifest changed since
+    (docs/interface.md §5.6).
     """
     try:
-        body = require(run, stage)
+        body = require(run, stage, record=False)
     except UsageError:
         return False
-    return body.get("config") == json.loads(dumps(dict(config)))
+    return (
+        "upstream" in body
+        and body.get("config") == json.loads(dumps(dict(config)))
+        and _inputs_unchanged(run, body)
+    )

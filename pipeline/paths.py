@@ -20,6 +20,16 @@ def pool_party(run: Path, party_id: int) -> Path:
     return stage_dir(run, "pool") / f"party_{party_id}.h5"
 
 
+def stale_pool_parties(run: Path, n_parties: int) -> list[Path]:
+    """``DIR/pool/party_<k>.h5`` for k ≥ n_parties: left by an earlier, larger pool."""
+    stale = []
+    for f in sorted(stage_dir(run, "pool").glob("party_*.h5")):
+        k = f.name.removeprefix("party_").removesuffix(".h5")
+        if k.isdigit() and int(k) >= n_parties and f == pool_party(run, int(k)):
+            stale.append(f)
+    return stale
+
+
 def pool_test(run: Path) -> Path:
     """``DIR/pool/test.h5``: the held-out test set."""
     return stage_dir(run, "pool") / "test.h5"

@@ -27,14 +27,16 @@ from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.figures.gan import label_and_measure, write_samples_png
 from pipeline.inputs import read_pool
+from pipeline.limits import check_gan_request
 
 logger = logging.getLogger(__name__)
 
 TABLES = ("data", "gan")
 
 
-def _check_request(cfg: RunConfig, attrs: dict[str, Any]) -> None:
+def _check_request(cfg: RunConfig, attrs: dict[str, Any], shape: tuple) -> None:
     g = cfg.gan
+    check_gan_request(g, shape[1:], n_rows=shape[0])  # before manifest.begin
     if g.source == "oracle" and attrs["source"] != "gmm":
         raise UsageError(
             f'[gan] source: "oracle" needs a gmm pool, this pool is {attrs["source"]!r}'
@@ -50,22 +52,21 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     """Produce the candidate pool, its sample grid and its quality figures.
 
     Raises:
-        UsageError: on a missing/stale pool, an impossible accelerator, or a bad
-            candidates file.
+        UsageError: on a missing/stale pool, an impossible accelerator, more
+            candidates than memory holds, or a bad candidates file.
     """
     g = cfg.gan
     pool = read_pool(run_dir)
     n_classes = pool.n_classes
     x_real, y_real = pool.pooled
-    _check_request(cfg, pool.attrs)
+    _check_request(cfg, pool.attrs, x_real.shape)
     label_ss, z_ss, quality_ss = manifest.stage_seed(cfg.seed, "gan").spawn(3)
     seed = manifest.stage_int_seed(cfg.seed, "gan")
     inputs = dict(pool.inputs)
     if g.source == "file":
         try:
-            x_cand, y_file = load_candidates(
-                g.candidates_file, x_real.shape[1:], n_classes
-            )
+            shape = x_real.shape[1:]
+            x_cand, y_file = load_candidates(g.candidates_file, shape, n_classes)
         except ValueError as e:
             raise UsageError(f"[gan] candidates_file: {e}") from e
         inputs["candidates_file"] = Path(g.candidates_file)

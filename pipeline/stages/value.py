@@ -20,6 +20,7 @@ from pipeline import manifest, paths
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.inputs import read_pool
+from pipeline.limits import check_value_request
 from valuation.api import NonPositiveShapleyError, value_parties
 from valuation.autoencoder import AutoencoderMap
 from valuation.features import PcaMap, featurise
@@ -42,8 +43,10 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         Output name -> path.
 
     Raises:
-        UsageError: on a missing/stale upstream, candidates of another shape, or a
-            failure of the lengthscale rule (the message says what to set).
+        UsageError: on a missing/stale upstream, candidates of another shape, a
+            request the data or memory cannot satisfy (checked before the old
+            manifest is removed), or a failure of the lengthscale rule (the
+            message says what to set).
     """
     v = cfg.value
     pool = read_pool(run_dir)
@@ -55,6 +58,8 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             f"{paths.candidates(run_dir)}: candidate shape {cand['x'].shape[1:]} "
             f"differs from the party data's {party_x[0].shape[1:]}"
         )
+    n_rows = sum(len(x) for x in party_x) + len(cand["x"])
+    check_value_request(v, n_rows, cand["x"].shape[1:])  # docs/interface.md §4.5
     seed = manifest.stage_int_seed(cfg.seed, "value")
     t0 = manifest.begin(run_dir, "value")
     pl.seed_everything(seed, workers=True)

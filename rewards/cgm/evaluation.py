@@ -10,6 +10,7 @@ the sampler for several β in memory (docs/cgm.md §8.3).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -111,15 +112,21 @@ def sweep_summary(
 ) -> dict[str, object]:
     """Mean ± s.e. over β of each corr(α, ·), and corr(β, ·) averaged over parties.
 
+    corr(β, ·) is a Pearson correlation over the **finite** β values only: β = inf
+    (greedy) has no place on a linear β axis, so its rows are left out of corr(β, ·)
+    but still count in corr(α, ·). With fewer than two finite β the correlation is
+    undefined and reported as None.
+
     Args:
-        inv_temps: the β values of the sweep.
+        inv_temps: the β values of the sweep (``math.inf`` = greedy).
         per_beta: for each β, the correlations of :func:`alpha_correlations`.
         n_rewards: [β][party] number of rewards.
         mmd2: [β][party] unbiased MMD² after rewards.
 
     Returns:
         ``corr_alpha`` {metric: {mean, se}}, ``corr_beta_n_rewards`` and
-        ``corr_beta_mmd2`` (means over parties of corr(β, ·); None if undefined).
+        ``corr_beta_mmd2`` (means over parties of corr(β, ·) over the finite β;
+        None if undefined).
     """
     out: dict[str, object] = {
         "corr_alpha": {
@@ -129,12 +136,14 @@ def sweep_summary(
             for m in METRICS
         }
     }
+    finite = [k for k, beta in enumerate(inv_temps) if math.isfinite(beta)]
+    betas = [inv_temps[k] for k in finite]
     for name, table in (("n_rewards", n_rewards), ("mmd2", mmd2)):
-        arr = np.asarray(table, dtype=np.float64)  # (n_beta, N)
-        if len(inv_temps) < 2:
+        arr = np.asarray(table, dtype=np.float64)[finite]  # (finite β, N)
+        if len(betas) < 2:
             out[f"corr_beta_{name}"] = None
             continue
-        per_party = [pearson_or_none(inv_temps, arr[:, i]) for i in range(arr.shape[1])]
+        per_party = [pearson_or_none(betas, arr[:, i]) for i in range(arr.shape[1])]
         out[f"corr_beta_{name}"] = mean_and_se(per_party)[0]
     return out
 

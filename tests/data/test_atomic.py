@@ -37,3 +37,21 @@ def test_two_writers_of_one_file_get_distinct_temp_names(tmp_path):
     # the writer that finishes last wins, and no temp file remains
     assert out.read_text() == "1"
     assert [p.name for p in tmp_path.iterdir()] == ["a.h5"]
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from pipeline.manifest import CsvStream
+
+    old = os.umask(0o077)
+    try:
+        with atomic_path(tmp_path / "a.json") as tmp:
+            tmp.write_text("{}")
+        with CsvStream(tmp_path / "b.csv", ["a"]) as stream:
+            stream.write({"a": 1})
+    finally:
+        os.umask(old)
+    for name in ("a.json", "b.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name

@@ -3,9 +3,15 @@ import pytest
 
 from data.h5 import POOL_PARTY, read_h5, write_h5
 from data.sources import (
+    MAX_CLASSES,
+    MIN_PARTY_ROWS,
+    check_classes,
+    check_labels,
+    check_party_rows,
     gmm_source,
     load_party_files,
     load_source,
+    load_xy,
     stratified_test_split,
 )
 from data.torch_data import PartyDataset
@@ -138,3 +144,68 @@ def test_party_dataset_with_workers(tmp_path):
     xs = torch.cat([b[0] for b in loader])
     np.testing.assert_array_equal(xs.numpy(), x)
     assert ds[5][1].item() == 5
+
+
+def test_x_checked_after_the_float32_cast(tmp_path):
+    p = _party(tmp_path / "big.npz", np.full((8, 2), 1e39), np.zeros(8, dtype=int))
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        load_xy(p)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(2**24, True), (2**30, True), (2**24 + 1, False), (2**63 - 1, False)],
+)
+def test_integer_x_must_survive_the_cast(tmp_path, value, ok):
+    x = np.full((8, 2), value, dtype=np.int64)
+    p = _party(tmp_path / "int.npz", x, np.zeros(8, dtype=int))
+    if ok:
+        xf, _ = load_xy(p)
+        assert xf.astype(np.int64).tolist() == x.tolist()
+    else:
+        with pytest.raises(ValueError, match="float32 cannot store"):
+            load_xy(p)
+
+
+def test_valid_float64_x_stored_as_plain_cast(tmp_path):
+    x = np.random.default_rng(0).normal(size=(8, 3)) * 1e5
+    p = _party(tmp_path / "ok.npz", x, np.zeros(8, dtype=int))
+    xf, _ = load_xy(p)
+    assert xf.tobytes() == x.astype(np.float32).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("y", "match"),
+    [
+        (np.full(4, 2**64 - 1, dtype=np.uint64), "relabel"),
+        (np.full(4, 1e12), "relabel"),
+        (np.full(4, 10_000), "C <= 10000"),
+        (np.array([0.0, 0.5, 1.0, 1.0]), "integer labels"),
+    ],
+)
+def test_labels_checked_before_the_int64_cast(y, match):
+    with pytest.raises(ValueError, match=match):
+        check_labels(y, 4, "f.npz")
+
+
+def test_labels_below_the_bound_kept():
+    y = check_labels(np.array([0, MAX_CLASSES - 1], dtype=np.uint64), 2, "f.npz")
+    assert y.dtype == np.int64
+    assert y.tolist() == [0, MAX_CLASSES - 1]
+
+
+def test_check_classes_compact_and_two_classes():
+    ys = [np.array([0, 1]), np.array([1, 2])]
+    assert check_classes(ys, ["a", "b"], n_parties=2) == 3
+    with pytest.raises(ValueError, match=r"b: has label 3 .* class 2"):
+        check_classes([np.array([0, 1]), np.array([3])], ["a", "b"], n_parties=2)
+    with pytest.raises(ValueError, match="only class 0"):
+        check_classes([np.array([0, 0]), np.array([1])], ["a", "t"], n_parties=1)
+
+
+def test_check_party_rows_names_the_party():
+    check_party_rows([MIN_PARTY_ROWS] * 2, ["a", "b"])
+    with pytest.raises(
+        ValueError, match=f"b: 6 rows; every party needs >= {MIN_PARTY_ROWS}"
+    ):
+        check_party_rows([MIN_PARTY_ROWS, 6], ["a", "b"])

@@ -116,3 +116,10 @@ def test_bad_input(kwargs, match):
         y = _labels(100, 5)
     with pytest.raises(ValueError, match=match):
         split_indices(y, seed=0, **kwargs)
+
+
+def test_dirichlet_infinite_alpha_is_equal_shares():
+    # α → ∞ is the limit of equal shares; rng.dirichlet(inf) would give NaN
+    y = np.repeat(np.arange(5), 60)
+    parts = split_indices(y, 3, "dirichlet", dirichlet_alpha=float("inf"), seed=0)
+    assert [np.bincount(y[p], minlength=5).tolist() for p in parts] == [[20] * 5] * 3

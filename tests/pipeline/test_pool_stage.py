@@ -168,3 +168,32 @@ def test_bad_party_file_exit_2(tmp_path, capsys, bad, match):
     assert match in err
     assert "in_1.npz" in err
     assert not (run / "pool").exists()
+
+
+def test_fewer_parties_remove_stale_party_files(tmp_path):
+    rc, run = _pool(
+        tmp_path, "data.source=gmm", "data.gmm_size=500", "data.split=uniform"
+    )
+    assert rc == 0
+    keep = run / "pool" / "party_3.h5.bak"  # not a name pool writes: left alone
+    keep.write_bytes(b"mine")
+    # Execute
+    rc, _ = _pool(
+        tmp_path,
+        "data.source=gmm",
+        "data.gmm_size=500",
+        "data.split=uniform",
+        "data.n_parties=3",
+    )
+    # Assert
+    assert rc == 0
+    names = sorted(p.name for p in (run / "pool").iterdir())
+    assert names == [
+        "manifest.json",
+        "party_0.h5",
+        "party_1.h5",
+        "party_2.h5",
+        "party_3.h5.bak",
+        "test.h5",
+    ]
+    assert keep.read_bytes() == b"mine"

@@ -140,8 +140,10 @@ def _candidates(tmp_path, x, y=None):
         (lambda n: np.zeros((n, 3), np.float32), "per-sample shape"),
         (lambda n: np.full((n, 2), np.nan, np.float32), "finite"),
         (lambda n: np.zeros((1, 2), np.float32), ">= 2 rows"),
+        (lambda n: np.full((n, 2), 1e39), "beyond float32's range"),
+        (lambda n: np.full((n, 2), 2**24 + 1, np.int64), "float32 cannot store"),
     ],
-    ids=["wrong-dimension", "nan", "one-row"],
+    ids=["wrong-dimension", "nan", "one-row", "beyond-float32", "int-collapses"],
 )
 def test_bad_candidates_file(gmm_pool, tmp_path, capsys, make, match):
     run, config = gmm_pool
@@ -157,6 +159,16 @@ def test_candidates_file_labels_out_of_range(gmm_pool, tmp_path, capsys):
     path = _candidates(tmp_path, x, np.full(50, 99, np.int64))
     rc = _run("gan", run, config, "gan.source=file", f"gan.candidates_file='{path}'")
     _one_line_error(capsys, rc, "`y`")
+
+
+def test_candidates_file_uint64_labels_do_not_wrap(gmm_pool, tmp_path, capsys):
+    # 2^64 - 1 as uint64 became -1 under the int64 cast and passed `y < n_classes`
+    run, config = gmm_pool
+    x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    path = _candidates(tmp_path, x, np.full(50, 2**64 - 1, np.uint64))
+    rc = _run("gan", run, config, "gan.source=file", f"gan.candidates_file='{path}'")
+    _one_line_error(capsys, rc, "[gan] candidates_file")
+    assert not (run / "gan").exists()
 
 
 def test_missing_candidates_file(gmm_pool, tmp_path, capsys):
