@@ -145,6 +145,8 @@ class RewardConfig:
     condition: Literal["stable", "individual"] = "stable"
     # "auto" solves the LP; a number in [0, 1] fixes ρ
     rho: Annotated[float | Literal["auto"], Bounds(ge=0, le=1)] = "auto"
+    # a party with Shapley value <= 0: exclude (no reward, r_i = v(D_i)) or fail
+    nonpositive: Literal["exclude", "fail"] = "exclude"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,7 +33,16 @@ _FENCED = re.compile(r"^```.*?^```[ \t]*$", re.M | re.S)
 #: the page lives.
 _BARE_CITATION = re.compile(r"(?<![\w/.])(?:cgm|cgsv|nash|contract|interface)\.md §")
 #: Folders whose files are the product; none may point outside the repository.
-_PRODUCT = ("README.md", "docs", "data", "gan", "valuation", "rewards", "pipeline")
+_PRODUCT = (
+    "README.md",
+    "docs",
+    "data",
+    "gan",
+    "valuation",
+    "rewards",
+    "pipeline",
+    "synthreward",
+)
 
 
 def _python_blocks() -> list[tuple[str, int, str]]:

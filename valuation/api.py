@@ -75,6 +75,17 @@ def normalised_shapley(phi: NDArray) -> NDArray[np.float64]:
     return phi / top
 
 
+def _alpha(phi: NDArray, refuse: bool) -> NDArray[np.float64]:
+    """α of `normalised_shapley`, or all zeros when max φ ≤ 0 and not ``refuse``."""
+    if refuse or float(np.max(phi)) > 0:
+        return normalised_shapley(phi)
+    logger.warning(
+        "max Shapley value is %r <= 0: alpha is recorded as 0 for every party",
+        float(np.max(phi)),
+    )
+    return np.zeros(len(phi), dtype=np.float64)
+
+
 def stable_coalitions(phi: NDArray) -> list[frozenset[int]]:
     """C_i = {j : φ_j ≤ φ_i + 1e-12·max_k|φ_k|}, i included (docs/cgm.md §5.5).
 
@@ -178,6 +189,7 @@ def value_parties(
     features: str = "identity",
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     progress: bool = False,
+    refuse_nonpositive: bool = True,
 ) -> PartyValues:
     """Shapley values and the summaries of ``values.json`` (docs/cgm.md §5).
 
@@ -194,6 +206,9 @@ def value_parties(
         features: name of the feature map, recorded in the result.
         cache_bytes: memory for the lengthscale rule's cached distances.
         progress: show progress bars.
+        refuse_nonpositive: raise when max φ ≤ 0; when False, record φ with
+            α = 0 for every party (α = φ / max φ is undefined) and leave the
+            decision to the reward stage (docs/cgm.md §6.4).
 
     Returns:
         The content of ``values.json``.
@@ -201,7 +216,8 @@ def value_parties(
     Raises:
         ValueError: on bad input (naming the argument).
         LengthscaleError: if the lengthscale rule fails (a ValueError).
-        NonPositiveShapleyError: if max φ ≤ 0 (a ValueError).
+        NonPositiveShapleyError: if max φ ≤ 0 and ``refuse_nonpositive`` (a
+            ValueError).
         TypeError: if ``party_features`` is not a list of arrays.
         RuntimeError: if exact Shapley values break efficiency.
 
@@ -240,14 +256,14 @@ def value_parties(
         table = coalition_values_from_blocks(kbar, sizes)
         phi = exact_shapley(table)
         values_by_mask: Mapping[int, float] | NDArray[np.float64] = table
-        alpha = normalised_shapley(phi)
+        alpha = _alpha(phi, refuse_nonpositive)
         stable = stable_coalitions(phi)
         keep = {members_of(mask) for mask in range(1, 1 << n)}
     else:
         phi, stderr = permutation_shapley(
             kbar, sizes, n_permutations, seed=seed, progress=progress
         )
-        alpha = normalised_shapley(phi)
+        alpha = _alpha(phi, refuse_nonpositive)
         stable = stable_coalitions(phi)
         keep = {frozenset([i]) for i in range(n)} | {grand} | set(stable)
         masks = np.array([mask_of(c) for c in keep], dtype=np.int64)

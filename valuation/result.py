@@ -30,7 +30,9 @@ class PartyValues:
             (exact) or the singletons, the grand coalition and every C_i
             (permutation).
         shapley: (N,) Shapley values φ.
-        alpha: (N,) normalised Shapley values φ / max φ (not the CGSV decay).
+        alpha: (N,) normalised Shapley values φ / max φ (not the CGSV decay);
+            negative for φ_i < 0, and 0 for every party when max φ ≤ 0
+            (docs/cgm.md §6.4).
         v_single: (N,) v({i}).
         v_grand: v of all parties' data (real data only).
         v_stable_lower: (N,) v(C_i), C_i = {j : φ_j ≤ φ_i + 1e-12·max|φ|}.

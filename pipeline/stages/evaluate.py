@@ -81,6 +81,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         (feats["candidates"], up.candidates["y"]), ref, values.alpha,
         up.rewards["reward_values"], pool.n_classes,
         seeds=[party_seeds(ss, n) for ss in root.spawn(len(betas))],
+        excluded=up.rewards.get("excluded", []),
         progress=progress, **sampler_settings(cfg, n),
     )  # fmt: skip
     body = {
@@ -99,10 +100,10 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     outputs["report_md"] = report.write_markdown(
         paths.evaluate_file(run_dir, "report.md"), body, outputs, times
     )
-    inputs = {**pool.inputs, **reward_files, **up.inputs}
     manifest.finish(
         run_dir, "evaluate", config=cfg.tables(*TABLES),
-        seed={"root": cfg.seed, "torch": seed}, inputs=inputs, outputs=outputs,
+        seed={"root": cfg.seed, "torch": seed},
+        inputs={**pool.inputs, **reward_files, **up.inputs}, outputs=outputs,
         started=t0, metrics={"correlations": corr, "sweep": sweep.get("summary")},
     )  # fmt: skip
     return outputs
@@ -124,11 +125,9 @@ def _party_row(
     x_all, y_all, src = PartyDataset(paths.pool_party(run_dir, i), reward_path).arrays()
     rdata, rattrs = read_h5(reward_path, names=("candidate_index",))
     idx = rdata["candidate_index"]
-    f_own = feats[f"party_{i}"]
+    f_own, y_own = feats[f"party_{i}"], pool.parties[i][1]
     f_all = np.concatenate([f_own, feats["candidates"][idx]])
-    before = distribution_metrics(
-        f_own, pool.parties[i][1], ref, n_classes, n_rewards=0, **kw
-    )
+    before = distribution_metrics(f_own, y_own, ref, n_classes, n_rewards=0, **kw)
     after = distribution_metrics(f_all, y_all, ref, n_classes, n_rewards=len(idx), **kw)
     acc = downstream_accuracy(
         (x_all[src == 0], y_all[src == 0]), (x_all, y_all), pool.test, n_classes,

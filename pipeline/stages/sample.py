@@ -2,6 +2,8 @@
 
 Weighted sampling of synthetic candidates per party until v(D_i ⊎ R_i) reaches
 r_i, written as ``sample/party_<i>.h5`` (THE reward file of docs/interface.md).
+A party the reward stage excluded (φ_i ≤ 0, docs/cgm.md §6.4) gets a file with no
+rows and ``stop_reason = "excluded"``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from data.h5 import write_h5
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
 from pipeline.inputs import party_seeds, read_reward_inputs, sampler_settings
-from rewards.cgm.sampling import SamplingResult, sample_parties
+from rewards.cgm.sampling import SamplingResult, sample_parties_except
 from valuation.result import PartyValues
 
 logger = logging.getLogger(__name__)
@@ -53,19 +55,19 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     Raises:
         UsageError: on a missing or stale upstream stage.
     """
-    s = cfg.sample
     up = read_reward_inputs(run_dir)
     values, rewards, feats, cand = up.values, up.rewards, up.features, up.candidates
     n = values.n_parties
     seeds = sample_seeds(cfg, n)
     t0 = manifest.begin(run_dir, "sample")
-    results = sample_parties(
+    results = sample_parties_except(
+        rewards.get("excluded", []),  # φ_i ≤ 0 get nothing (docs/cgm.md §6.4)
         [feats[f"party_{i}"] for i in range(n)],
         feats["candidates"],
         feats["reference"],
         values.lengthscale,
         rewards["reward_values"],
-        inv_temp=s.inv_temp,
+        inv_temp=cfg.sample.inv_temp,
         seeds=seeds,
         progress=progress,
         **sampler_settings(cfg, n),
@@ -80,7 +82,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             feats["candidates"],
             values=values,
             target=rewards["reward_values"][i],
-            inv_temp=s.inv_temp,
+            inv_temp=cfg.sample.inv_temp,
             seed=seeds[i],
         )
     summary = [
@@ -99,7 +101,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         run_dir,
         "sample",
         config=cfg.tables(*TABLES),
-        seed={"root": cfg.seed, "sample_seed": s.seed, "party_seeds": seeds},
+        seed={"root": cfg.seed, "sample_seed": cfg.sample.seed, "party_seeds": seeds},
         inputs=up.inputs,
         outputs=outputs,
         started=t0,

@@ -21,7 +21,7 @@ from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.inputs import read_pool
 from pipeline.limits import check_value_request
-from valuation.api import NonPositiveShapleyError, value_parties
+from valuation.api import value_parties
 from valuation.autoencoder import AutoencoderMap
 from valuation.features import PcaMap, featurise
 from valuation.lengthscale import LengthscaleError
@@ -86,11 +86,10 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             kernel_precision=v.kernel_precision,
             features=fmap.kind,
             progress=progress,
+            refuse_nonpositive=False,  # φ ≤ 0: docs/cgm.md §6.4
         )
     except LengthscaleError as e:
         raise UsageError(f"[value] lengthscale: {e}") from e
-    except NonPositiveShapleyError as e:
-        raise UsageError(f"[value] shapley: {e}") from e
     except ValueError as e:
         raise UsageError(f"[value] features: {e}") from e
     outputs: dict[str, Path] = {}

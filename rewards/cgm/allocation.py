@@ -5,7 +5,8 @@ Data Rewards" (AAAI 2022), §4, after Sim et al. (ICML 2020): party i's reward v
 is r_i = α_i^ρ · v*, where α_i = φ_i / max_j φ_j is the *normalised Shapley value*
 (not the CGSV decay of docs/cgsv.md). With ``reward.rho = "auto"`` the pair
 (u = log v*, ρ) solves a two-variable LP that is linear in log space (§6.1); with a
-fixed ρ, v* is the largest attainable value (§6.2).
+fixed ρ, v* is the largest attainable value (§6.2). :func:`allocate` applies the
+rule for parties with φ_i ≤ 0 (§6.4): they are left out of the LP and keep v(D_i).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from data.checks import check_interval, check_positive
 logger = logging.getLogger(__name__)
 
 Condition = Literal["stable", "individual"]
+Nonpositive = Literal["exclude", "fail"]
 
 # A lower bound ≤ 0 has no logarithm; the reference code and docs/cgm.md §6.1 use 1e-7.
 _LOWER_FLOOR = 1e-7
@@ -86,6 +88,8 @@ class RewardAllocation:
         v_max: v(D_i ⊎ G), the attainable bounds.
         rho_interval: (ρ_lo, ρ_hi) of the closed form.
         violations: one string per party whose r_i is below its lower bound.
+        excluded: parties with α_i ≤ 0, left out of the LP; their r_i is v(D_i)
+            (docs/cgm.md §6.4). Written to JSON only when not empty.
     """
 
     condition: str
@@ -96,10 +100,11 @@ class RewardAllocation:
     v_max: tuple[float, ...]
     rho_interval: tuple[float, float]
     violations: tuple[str, ...]
+    excluded: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form with the keys of ``rewards.json``."""
-        return {
+        out = {
             "condition": self.condition,
             "rho": self.rho,
             "v_star": self.v_star,
@@ -109,6 +114,9 @@ class RewardAllocation:
             "rho_interval": list(self.rho_interval),
             "violations": list(self.violations),
         }
+        if self.excluded:
+            out["excluded"] = list(self.excluded)
+        return out
 
 
 def reward_values(alpha: ArrayLike, rho: float, v_star: float) -> NDArray[np.float64]:
@@ -278,6 +286,118 @@ def fixed_rho(
     return result
 
 
+def allocate(
+    alpha: ArrayLike,
+    v_single: ArrayLike,
+    v_stable_lower: ArrayLike,
+    v_max: ArrayLike,
+    *,
+    rho: float | Literal["auto"] = "auto",
+    condition: Condition = "stable",
+    nonpositive: Nonpositive = "exclude",
+) -> RewardAllocation:
+    """Reward values of every party, with the rule for α_i ≤ 0 (docs/cgm.md §6.4).
+
+    With ``nonpositive="exclude"`` a party with α_i ≤ 0 (φ_i ≤ 0) gets r_i = v(D_i)
+    (no synthetic reward) and is left out of the LP (or of v* for a fixed ρ), which
+    runs on the others with their α unchanged (α = φ / max φ is defined while
+    max φ > 0). With ``"fail"``, or when no α_i ≤ 0, this is `solve_rho` (``rho =
+    "auto"``) or `fixed_rho` on all parties.
+
+    Args:
+        alpha: (N,) α_i = φ_i / max φ, at most 1.
+        v_single: (N,) v(D_i).
+        v_stable_lower: (N,) v(C_i).
+        v_max: (N,) v(D_i ⊎ G).
+        rho: ``"auto"`` (the LP of §6.1) or a fixed ρ ∈ [0, 1] (§6.2).
+        condition: which incentive condition gives the lower bounds.
+        nonpositive: ``"exclude"`` or ``"fail"`` (α_i ≤ 0 is then a ValueError).
+
+    Returns:
+        The allocation over all N parties; ``excluded`` lists the parties left out,
+        and party numbers in messages and ``violations`` are the original ones.
+
+    Raises:
+        ValueError: on a bad option, no α_i > 0, an α_i ≤ 0 under ``"fail"``, or the
+            errors of `solve_rho` / `fixed_rho`.
+        InfeasibleRewardError: if the LP over the included parties has no solution.
+
+    Example:
+        >>> res = allocate([1.0, -0.5, 0.25], [0.2, 0.05, 0.1], [0.3, 0.05, 0.5],
+        ...                [1.0, 0.4, 0.5])
+        >>> res.excluded, round(res.rho, 9), [round(r, 9) for r in res.reward_values]
+        ((1,), 0.5, [1.0, 0.05, 0.5])
+    """
+    if nonpositive not in ("exclude", "fail"):
+        raise ValueError(
+            f"Argument `nonpositive` must be 'exclude' or 'fail', got {nonpositive!r}"
+        )
+    a = _vector("alpha", alpha)
+    keep = np.flatnonzero(a > 0)
+    if nonpositive == "fail" or keep.size == a.shape[0]:
+        if rho == "auto":
+            return solve_rho(
+                alpha, v_single, v_stable_lower, v_max, condition=condition
+            )
+        return fixed_rho(
+            alpha, v_single, v_stable_lower, v_max, rho, condition=condition
+        )
+    if keep.size == 0:
+        raise ValueError(
+            f"Argument `alpha` has no entry > 0 (got {a.tolist()!r}): no party has a "
+            "positive Shapley value"
+        )
+    single = _vector("v_single", v_single)
+    stable = _vector("v_stable_lower", v_stable_lower)
+    vmax = _vector("v_max", v_max)
+    if not a.shape == single.shape == stable.shape == vmax.shape:
+        raise ValueError(
+            "Arguments `alpha`, `v_single`, `v_stable_lower` and `v_max` must have "
+            f"one entry per party, got lengths {a.shape[0]}, {single.shape[0]}, "
+            f"{stable.shape[0]} and {vmax.shape[0]}"
+        )
+    sub = (a[keep], single[keep], stable[keep], vmax[keep])
+    try:
+        if rho == "auto":
+            part = solve_rho(*sub, condition=condition)
+        else:
+            part = fixed_rho(*sub, rho, condition=condition)
+    except InfeasibleRewardError as e:
+        iv = _remap(e.interval, keep)
+        raise InfeasibleRewardError(_infeasible_message(iv, condition), iv) from e
+    r = single.copy()
+    r[keep] = part.reward_values
+    low = stable if condition == "stable" else single
+    return RewardAllocation(
+        condition=condition,
+        rho=part.rho,
+        v_star=part.v_star,
+        reward_values=tuple(float(x) for x in r),
+        lower_bound=tuple(float(x) for x in low),
+        v_max=tuple(float(x) for x in vmax),
+        rho_interval=part.rho_interval,
+        violations=_violations(
+            np.asarray(part.reward_values), low[keep], condition, keep
+        ),
+        excluded=tuple(int(i) for i in np.flatnonzero(a <= 0)),
+    )
+
+
+def _remap(iv: RhoInterval, ids: NDArray) -> RhoInterval:
+    """The interval with its pairs renumbered from the included parties to all."""
+
+    def pair(p: tuple[int, int] | None) -> tuple[int, int] | None:
+        return None if p is None else (int(ids[p[0]]), int(ids[p[1]]))
+
+    return RhoInterval(
+        iv.rho_lo,
+        iv.rho_hi,
+        pair(iv.lo_pair),
+        pair(iv.hi_pair),
+        pair(iv.equal_alpha_pair),
+    )
+
+
 def _logs(a: NDArray, low: NDArray, vmax: NDArray) -> tuple[NDArray, NDArray, NDArray]:
     """Logs of α, of lower (a bound ≤ 0 floored at 1e-7) and of v_max (§6.1)."""
     return np.log(a), np.log(np.maximum(low, _LOWER_FLOOR)), np.log(vmax)
@@ -354,12 +474,15 @@ def _infeasible_message(iv: RhoInterval, condition: str) -> str:
     )
 
 
-def _violations(r: NDArray, low: NDArray, condition: str) -> tuple[str, ...]:
+def _violations(
+    r: NDArray, low: NDArray, condition: str, ids: NDArray | None = None
+) -> tuple[str, ...]:
     name = "v(C_i)" if condition == "stable" else "v(D_i)"
+    ids = np.arange(r.shape[0]) if ids is None else ids
     return tuple(
-        f"party {i}: r = {r[i]:.6g} < {name} = {low[i]:.6g}"
-        for i in range(r.shape[0])
-        if r[i] < low[i] - _VIOLATION_RTOL * abs(low[i])
+        f"party {ids[k]}: r = {r[k]:.6g} < {name} = {low[k]:.6g}"
+        for k in range(r.shape[0])
+        if r[k] < low[k] - _VIOLATION_RTOL * abs(low[k])
     )
 
 
@@ -430,8 +553,10 @@ def _check_inputs(
 
 __all__ = [
     "InfeasibleRewardError",
+    "Nonpositive",
     "RewardAllocation",
     "RhoInterval",
+    "allocate",
     "fixed_rho",
     "reward_values",
     "rho_interval",

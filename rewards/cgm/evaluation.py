@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from rewards.cgm.sampling import (
     candidate_reference_sums,
     initial_state,
-    sample_parties,
+    sample_parties_except,
 )
 from rewards.classifiers import accuracy, fit_classifier
 from rewards.metrics import mean_and_se, pearson_or_none
@@ -197,6 +197,7 @@ def beta_sweep(
     n_classes: int,
     *,
     seeds: Sequence[Sequence[int]],
+    excluded: Sequence[int] = (),
     workers: int = 1,
     device: str = "cpu",
     kernel_device: str = "cpu",
@@ -219,6 +220,7 @@ def beta_sweep(
         targets: (N,) reward values r_i.
         n_classes: C of the pool.
         seeds: per β, one integer seed per party.
+        excluded: parties that get no reward (φ_i ≤ 0, docs/cgm.md §6.4).
         workers: sampling processes (see `sample_parties`).
         device: device of the additions.
         kernel_device: device of the one-off kernel pass and of the metrics.
@@ -244,12 +246,16 @@ def beta_sweep(
         "chunk_size": chunk_size,
     }
     t = candidate_reference_sums(g, t_ref, ell, **kernel)
-    states = [initial_state(x, g, t_ref, ell, **kernel) for x in feats]
+    skip = set(excluded)
+    states = [
+        None if i in skip else initial_state(x, g, t_ref, ell, **kernel)
+        for i, x in enumerate(feats)
+    ]
     kw = {"chunk_size": chunk_size, "device": kernel_device}
     per_beta, n_rew, mmd = [], [], []
     for beta, beta_seeds in zip(betas, seeds, strict=True):
-        results = sample_parties(
-            feats, g, t_ref, ell, targets,
+        results = sample_parties_except(
+            excluded, feats, g, t_ref, ell, targets,
             inv_temp=beta, seeds=beta_seeds, workers=workers, device=device,
             kernel_device=kernel_device, kernel_precision=kernel_precision,
             chunk_size=chunk_size, progress=progress, t=t, states=states,

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from data.checks import check_int, check_interval, check_number
 
-StopReason = Literal["target", "stall", "exhausted"]
+# "excluded": a party with φ ≤ 0 receives nothing (docs/cgm.md §6.4).
+StopReason = Literal["target", "stall", "exhausted", "excluded"]
 
 #: Stall limit L = ceil(0.1·n_G) (docs/cgm.md §7.1, the reference code's patience).
 STALL_FRACTION = 0.1
@@ -60,7 +61,8 @@ class SamplingResult:
     Attributes:
         candidate_index: (n_rewards,) int64 candidate rows in the order of addition.
         value_trace: (n_rewards,) float64, v(D_i ⊎ R) after each addition.
-        stop_reason: ``"target"``, ``"stall"`` or ``"exhausted"``.
+        stop_reason: ``"target"``, ``"stall"``, ``"exhausted"``, or
+            ``"excluded"`` (φ_i ≤ 0, no rows; docs/cgm.md §6.4).
         start_value: v(D_i).
         best_value: max of ``value_trace``.
     """
@@ -73,7 +75,9 @@ class SamplingResult:
 
     @property
     def achieved_value(self) -> float:
-        """v(D_i ⊎ R) after the last addition."""
+        """v(D_i ⊎ R) after the last addition (v(D_i) when R is empty)."""
+        if self.value_trace.shape[0] == 0:
+            return float(self.start_value)
         return float(self.value_trace[-1])
 
     @property

@@ -481,11 +481,72 @@ def _warn_if_short(result: SamplingResult, target: float, party_id: int | None) 
         )
 
 
+def sample_parties_except(
+    excluded: Sequence[int],
+    parties: Sequence[ArrayLike],
+    candidate_features: ArrayLike,
+    reference: ArrayLike,
+    lengthscale: float,
+    targets: ArrayLike,
+    *,
+    seeds: Sequence[int | np.random.SeedSequence],
+    states: Sequence[InitialState] | None = None,
+    **kwargs: object,
+) -> list[SamplingResult]:
+    """`sample_parties` for every party not in ``excluded`` (docs/cgm.md §6.4).
+
+    An excluded party (φ_i ≤ 0) receives nothing: its result has no rows,
+    ``stop_reason = "excluded"`` and start value r_i = v(D_i), its reward value.
+    The others are sampled exactly as by `sample_parties` with their own seeds
+    (and initial states), so excluding nobody changes nothing.
+
+    Args:
+        excluded: ids of the parties that get no reward.
+        parties: (N,) features of each party's own data.
+        candidate_features: (n_G, d) candidate features.
+        reference: (n_T, d) reference features.
+        lengthscale: ℓ > 0.
+        targets: (N,) reward values r_i (v(D_i) for an excluded party).
+        seeds: (N,) per-party seeds.
+        states: optional (N,) initial states, as for `sample_parties`.
+        **kwargs: the other keyword arguments of `sample_parties`.
+
+    Returns:
+        One `SamplingResult` per party, in party order.
+    """
+    r = np.asarray(targets, dtype=np.float64).reshape(-1)
+    keep = [i for i in range(len(parties)) if i not in set(excluded)]
+    sampled = sample_parties(
+        [parties[i] for i in keep],
+        candidate_features,
+        reference,
+        lengthscale,
+        r[keep],
+        seeds=[seeds[i] for i in keep],
+        states=None if states is None else [states[i] for i in keep],
+        **kwargs,  # type: ignore[arg-type]
+    )
+    got = dict(zip(keep, sampled, strict=True))
+    return [got[i] if i in got else _excluded(float(r[i])) for i in range(len(r))]
+
+
+def _excluded(own_value: float) -> SamplingResult:
+    """The empty reward set of an excluded party: no rows, v stays v(D_i)."""
+    return SamplingResult(
+        candidate_index=np.zeros(0, dtype=np.int64),
+        value_trace=np.zeros(0, dtype=np.float64),
+        stop_reason="excluded",
+        start_value=own_value,
+        best_value=own_value,
+    )
+
+
 __all__ = [
     "InitialState",
     "SamplingResult",
     "candidate_reference_sums",
     "initial_state",
     "sample_parties",
+    "sample_parties_except",
     "sample_party",
 ]

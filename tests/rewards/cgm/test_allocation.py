@@ -339,3 +339,26 @@ def test_reward_values_bad_v_star_type() -> None:
     # a bool is never a number (data.checks)
     with pytest.raises(TypeError, match="`v_star`"):
         reward_values([1.0], 0.5, True)
+
+
+def test_allocate_excludes_a_negative_alpha_known_answer() -> None:
+    # Prepare: parties 0 and 2 are the solve_rho example (ρ = 1/2, v* = 1);
+    # party 1 has α < 0 and is left out with r_1 = v(D_1) (docs/cgm.md §6.4).
+    from rewards.cgm.allocation import allocate
+
+    alpha, single = [1.0, -0.5, 0.25], [0.2, 0.05, 0.1]
+    stable, vmax = [0.3, 0.05, 0.5], [1.0, 0.4, 0.5]
+    # Execute
+    res = allocate(alpha, single, stable, vmax)
+    # Assert
+    assert res.excluded == (1,)
+    assert res.rho == pytest.approx(0.5, abs=1e-9)
+    assert res.v_star == pytest.approx(1.0, rel=1e-9)
+    np.testing.assert_allclose(res.reward_values, [1.0, 0.05, 0.5], rtol=1e-9)
+    assert res.to_dict()["excluded"] == [1]
+    with pytest.raises(ValueError, match="must lie in"):
+        allocate(alpha, single, stable, vmax, nonpositive="fail")
+    with pytest.raises(ValueError, match="no entry > 0"):
+        allocate([0.0, -1.0], [0.1, 0.1], [0.1, 0.1], [1.0, 1.0])
+    plain = allocate([1.0, 0.25], [0.2, 0.1], [0.3, 0.5], [1.0, 0.5])
+    assert "excluded" not in plain.to_dict()  # rewards.json bytes unchanged
