@@ -10,3 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 Seed = int | np.random.Generator | np.random.SeedSequence | None
+
+
+def as_seed_sequence(seed: Seed) -> np.random.SeedSequence:
+    """A `SeedSequence` for ``seed``, to ``spawn`` independent children from.
+
+    A Generator contributes one draw (it is advanced); ``None`` takes fresh entropy.
+
+    Example:
+        >>> as_seed_sequence(7).spawn(2)[1].generate_state(1).dtype
+        dtype('uint32')
+    """
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.SeedSequence(int(seed.integers(2**63)))
+    return np.random.SeedSequence(seed)

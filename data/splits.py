@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from data.checks import check_int, check_positive, check_positive_int
-from data.seeding import Seed
+from data.seeding import Seed, as_seed_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ def split_indices(
         check_positive_int("party_size", party_size)
     check_positive("dirichlet_alpha", dirichlet_alpha, allow_inf=True)
     n_classes = int(y.max()) + 1 if n_classes is None else n_classes
-    split_ss, shuffle_ss = _seed_sequence(seed).spawn(2)
+    split_ss, shuffle_ss = as_seed_sequence(seed).spawn(2)
     rng = np.random.default_rng(split_ss)
     if kind in ("equaldisjoint", "unequal"):
         parts = _matrix_split(y, kind, n_parties, n_classes, party_size, rng)
@@ -334,11 +334,3 @@ def _shard(
     if kind == "classimbalance":
         return _classimbalance(y, n_parties, n_classes, rng)
     return _dirichlet(y, n_parties, n_classes, alpha, rng)
-
-
-def _seed_sequence(seed: Seed) -> np.random.SeedSequence:
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    if isinstance(seed, np.random.Generator):
-        return np.random.SeedSequence(int(seed.integers(2**63)))
-    return np.random.SeedSequence(seed)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from data.seeding import Seed
+from data.seeding import Seed, as_seed_sequence
 
 if TYPE_CHECKING:
     from rewards.cgm.allocation import RewardAllocation
@@ -39,14 +39,6 @@ class Pool:
     parties: list[tuple[NDArray[np.float32], NDArray[np.int64]]]
     test: tuple[NDArray[np.float32], NDArray[np.int64]]
     n_classes: int
-
-
-def _seed_sequence(seed: Seed) -> np.random.SeedSequence:
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    if isinstance(seed, np.random.Generator):
-        return np.random.SeedSequence(int(seed.integers(2**63)))
-    return np.random.SeedSequence(seed)
 
 
 def pool_from_arrays(
@@ -97,7 +89,7 @@ def pool_from_arrays(
     x32 = normalise_user_x(np.asarray(x), "x")
     labels = check_labels(np.asarray(y), x32.shape[0], "y")
     n_classes = int(labels.max()) + 1
-    test_ss, split_ss = _seed_sequence(seed).spawn(2)
+    test_ss, split_ss = as_seed_sequence(seed).spawn(2)
     train, test = stratified_test_split(labels, test_fraction, seed=test_ss)
     parts = split_indices(
         labels[train],
@@ -272,7 +264,7 @@ def sample(
         values.lengthscale,
         allocation.reward_values,
         inv_temp=inv_temp,
-        seeds=_seed_sequence(seed).spawn(len(xs)),
+        seeds=as_seed_sequence(seed).spawn(len(xs)),
         device=device,
         kernel_device=device,
     )
