@@ -515,7 +515,8 @@ def sample_parties_except(
         One `SamplingResult` per party, in party order.
     """
     r = np.asarray(targets, dtype=np.float64).reshape(-1)
-    keep = [i for i in range(len(parties)) if i not in set(excluded)]
+    skip = set(excluded)
+    keep = [i for i in range(len(parties)) if i not in skip]
     sampled = sample_parties(
         [parties[i] for i in keep],
         candidate_features,

@@ -309,29 +309,14 @@ def test_outputs_respect_the_umask(case):
 
 # ---- root cause 3: SIGTERM / SIGINT to a child process ------------------------
 
-TRAIN_TOML = """\
-seed = 3
-[data]
-source = "gmm"
-gmm_size = 600
-n_parties = 3
-split = "dirichlet"
-dirichlet_alpha = 2.0
-[gan]
-source = "train"
-epochs = {epochs}
-batch_size = 32
-width = 16
-n_candidates = 1500
-quality = false
-[value]
-chunk_size = 512
-[sample]
-workers = 1
-[evaluate]
-inv_temps = [1.0, 8.0]
-epochs = 1
-"""
+#: The tiny config with a GAN that trains (long enough to be interrupted).
+TRAIN_TOML = TINY_TOML.replace(
+    '[gan]\nsource = "oracle"\nn_candidates = 1500\nquality_epochs = 1\n',
+    '[gan]\nsource = "train"\nepochs = {epochs}\nbatch_size = 32\nwidth = 16\n'
+    "n_candidates = 1500\nquality = false\n",
+)
+if 'source = "train"' not in TRAIN_TOML:  # the tiny config's [gan] table changed
+    raise RuntimeError("TRAIN_TOML: update the [gan] table it replaces in TINY_TOML")
 TRAIN_EPOCHS = 2
 
 
@@ -431,15 +416,16 @@ def test_signal_during_gan_training_leaves_it_unfinished_and_rerun_identical(
     shutil.copy(train_root / "config.toml", copy)
     shutil.copytree(train_root / "run" / "pool", copy / "run" / "pool")
     monkeypatch.chdir(copy)
-    # Execute: the signal arrives while Lightning trains
-    rc, err = _signal_child(
-        "run", "gan", signum, "training vector GAN", ("--config", "config.toml")
-    )
+    # Execute: the signal arrives while Lightning trains (so many epochs that the
+    # child cannot finish first, however idle the machine: 2 take 0.3 s there)
+    extra = ("--config", "config.toml", "--set", "gan.epochs=100000")
+    rc, err = _signal_child("run", "gan", signum, "training vector GAN", extra)
     # Assert: non-zero, one closing line, unfinished, no temp and no checkpoint
     _assert_stopped(copy / "run", "gan", rc, err, signum)
     assert not paths.generator_ckpt(copy / "run").exists()
     assert not (copy / "run" / ".lock").exists()
-    # Recover: gan is unfinished (`all` would rerun it): same results as uninterrupted
+    # Recover: gan is unfinished (`all` would rerun it); rerun with the reference's
+    # settings: nothing the interrupted run left changes the result
     assert not manifest.is_finished(copy / "run", "gan", {})
     assert main(_cmd("gan")) == 0
     stages = ("pool", "gan")
