@@ -62,7 +62,9 @@ class DataConfig:
     """``[data]``: where party data comes from and how it is split (docs/cgm.md §2)."""
 
     # built-in source, or "files" for user party files
-    source: Literal["mnist5k", "digits", "breast_cancer", "gmm", "files"] = "mnist5k"
+    source: Literal[
+        "mnist5k", "digits", "breast_cancer", "gmm", "adult", "files", "table"
+    ] = "mnist5k"
     # with source = "files": one HDF5/NPZ file per party (datasets x, y)
     party_files: tuple[str, ...] = ()
     # with source = "files": held-out test set; "" = stratified split of the files
@@ -83,6 +85,20 @@ class DataConfig:
     dirichlet_alpha: Annotated[
         float, Bounds(gt=0, finite=False, expected="a number > 0 (inf = equal shares)")
     ] = 0.5
+    # gmm: our draw (numpy Generator) or the authors' (legacy RandomState(2) recipe)
+    gmm_draw: Literal["ours", "authors"] = "ours"
+    # adult: the group crossed with income by the paper splits (sex or race)
+    adult_group: Literal["sex", "race"] = "sex"
+    # with source = "table": one CSV/Parquet with a party column, or one per party
+    table_files: tuple[str, ...] = ()
+    # with source = "table": the label column
+    label_column: str = "label"
+    # with source = "table" and one file: the column naming each row's party
+    party_column: str = "party"
+    # with source = "table": categorical columns, or "auto" (inferred from dtype)
+    categorical: tuple[str, ...] | Literal["auto"] = "auto"
+    # with source = "table": missing cells are refused or imputed
+    missing: Literal["refuse", "impute"] = "refuse"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +127,10 @@ class GanConfig:
     quality: bool = True
     # epochs of the quality classifiers (E and the synthetic-trained one)
     quality_epochs: Annotated[int, AT_LEAST_1] = 3
+    # auto (dcgan for images, ctgan for tables, mlp otherwise), dcgan, mlp, ctgan
+    model: Literal["auto", "dcgan", "mlp", "ctgan"] = "auto"
+    # a collapsed or unfaithful generator: off, warn (log one line) or fail (exit 2)
+    quality_gate: Literal["off", "warn", "fail"] = "warn"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +186,16 @@ class SampleConfig:
     workers: Annotated[int | Literal["auto"], AT_LEAST_1] = "auto"
     # auto, cpu or cuda (batched)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # privacy guard: drop candidates closer than this to a real training row
+    # (0 = off; "auto" = the 1st percentile of real-to-real nearest distances)
+    min_distance: Annotated[
+        float | Literal["auto"],
+        Bounds(ge=0, expected='a number >= 0 or "auto"'),
+    ] = 0.0
+    # also write sample/party_<i>.parquet or .csv with the original columns
+    export: Annotated[tuple[Literal["parquet", "csv"], ...], Bounds(unique=True)] = ()
+    # exported tables also hold the party's own rows (source = own / reward)
+    export_with_own: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,6 +211,8 @@ class EvaluateConfig:
     classifier: Literal["auto", "cnn", "mlp"] = "auto"
     # downstream training epochs
     epochs: Annotated[int, AT_LEAST_1] = 5
+    # weight of each reward row in the down-weighted downstream training (own = 1)
+    reward_weight: Annotated[float, Bounds(gt=0, le=1)] = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,6 +263,15 @@ class FlConfig:
     sv_trials: Annotated[int, AT_LEAST_1] = 50
     # auto, cpu or cuda
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # inprocess (every party in this process) or flower (SuperLink + SuperNodes)
+    engine: Literal["inprocess", "flower"] = "inprocess"
+    # flower: seconds a round waits for a party before leaving it out
+    round_timeout_s: Annotated[float, POSITIVE] = 120.0
+    # flower: the SuperLink's first port (it uses 3 in a row); 0 = free ports
+    flower_port: Annotated[
+        int,
+        Bounds(ge=1024, le=65533, also=(0,), expected="0 (free) or 1024..65533"),
+    ] = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -405,6 +446,15 @@ class RunConfig:
                 "party_files",
                 'an empty list unless source = "files"',
                 list(d.party_files),
+            )
+        if d.source == "table" and not d.table_files:
+            fail("data", "table_files", 'at least 1 file with source = "table"', [])
+        if d.source != "table" and d.table_files:
+            fail(
+                "data",
+                "table_files",
+                'an empty list unless source = "table"',
+                list(d.table_files),
             )
         if g.source == "oracle" and d.source != "gmm":
             fail("gan", "source", '"oracle" only with data.source = "gmm"', g.source)
