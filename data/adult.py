@@ -7,10 +7,15 @@ never imported. Preprocessing follows the reference notebook of Zeng et al.,
 string columns (the sensitive one included), keep "?" as a category, sort the columns
 by name (108 features) and standardise, here with statistics of the training rows.
 
-Splits (docs/nash.md §4, seeded): a validation set of ``val_per_cell`` rows per (group,
-label) cell stored in blocks, group-major (groups sorted by name), label 0 then 1; a
-balanced test set of ``test_per_cell`` rows per cell drawn from the remaining rows
-(with replacement only where a cell is too small); the rest is training data.
+:func:`load_adult_pool` is the pipeline's ``data.source = "adult"`` (docs/cgm.md §2.6):
+the 14 columns as a table (6 continuous, 8 categorical), label ``income``, a seeded
+subsample of :data:`ADULT_ROWS` rows, the paper splits over income × group cells.
+
+Splits of the nash reader (docs/nash.md §4, seeded): a validation set of
+``val_per_cell`` rows per (group, label) cell stored in blocks, group-major (groups
+sorted by name), label 0 then 1; a balanced test set of ``test_per_cell`` rows per
+cell drawn from the remaining rows (with replacement only where a cell is too
+small); the rest is training data.
 """
 
 from __future__ import annotations
@@ -20,13 +25,16 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from data.checks import check_int, check_interval
 from data.seeding import Seed
+
+if TYPE_CHECKING:
+    from data.table_source import TablePool
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +66,25 @@ STRING_COLUMNS = (
 LABEL_COLUMN = "income"
 POSITIVE_LABEL = ">50K"
 N_LABELS = 2
+#: The feature columns in the file's order (the pipeline's table, docs/cgm.md §2.6).
+FEATURE_COLUMNS = (
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "educational-num",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "gender",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+    "native-country",
+)
+#: Rows of the pipeline's seeded subsample of the 48,842 (docs/cgm.md §2.6).
+ADULT_ROWS = 24_000
 
 
 @dataclass(frozen=True)
@@ -392,3 +419,116 @@ def synthetic_fair(
     )
     names = tuple(f"x{j}" for j in range(d))
     return _assemble(x, y, s, idx, ("s0", "s1"), names, val_per_cell)
+
+
+def adult_cells(
+    columns: dict[str, NDArray], group: Sensitive
+) -> tuple[NDArray[np.int64], NDArray[np.int64], tuple[str, ...]]:
+    """Income codes y, cells k = 2·s + y and the sorted group names.
+
+    Group ids s index the sorted values of the group column (sex: Female, Male),
+    so cells are group-major: (Female, ≤50K), (Female, >50K), (Male, ≤50K), ...
+
+    Example:
+        >>> cols = {"income": np.array([">50K", "<=50K"])}
+        >>> cols["gender"] = np.array(["M", "F"])
+        >>> y, cells, groups = adult_cells(cols, "sex")
+        >>> y.tolist(), cells.tolist(), groups
+        ([1, 0], [3, 0], ('F', 'M'))
+    """
+    y = (np.asarray(columns[LABEL_COLUMN]).astype(str) == POSITIVE_LABEL).astype(
+        np.int64
+    )
+    names, s = np.unique(
+        np.asarray(columns[SENSITIVE_COLUMN[group]]).astype(str), return_inverse=True
+    )
+    return y, N_LABELS * s.astype(np.int64) + y, tuple(str(g) for g in names)
+
+
+def load_adult_pool(
+    group: Sensitive = "sex",
+    *,
+    n_parties: int = 5,
+    split: str = "unequal",
+    party_size: int | Literal["auto"] = "auto",
+    test_fraction: float = 0.2,
+    dirichlet_alpha: float = 0.5,
+    seed: np.random.SeedSequence | None = None,
+    rows: int = ADULT_ROWS,
+    path: str | Path | None = None,
+) -> tuple[TablePool, dict[str, Any]]:
+    """Adult as a pipeline pool (``data.source = "adult"``, docs/cgm.md §2.6).
+
+    A seeded subsample of ``rows`` rows; a test set stratified over the income ×
+    group cells (⌊test_fraction·M_k + 0.5⌋ rows of cell k); the training rows
+    split into parties by :func:`data.splits.split_indices`, the matrix splits
+    (``equaldisjoint``, ``unequal``) allocating over the cells (4 for sex, 10
+    for race), the others over income. Encoded by
+    :func:`data.table_source.encode_parts`: 6 z-scored continuous columns, 8
+    one-hot categorical ones ("?" is a level).
+
+    Args:
+        group: ``"sex"`` or ``"race"`` (``data.adult_group``).
+        n_parties: N.
+        split: a split of :data:`data.splits.SPLITS`.
+        party_size: rows per party or ``"auto"``.
+        test_fraction: held-out share of each cell.
+        dirichlet_alpha: the dirichlet split's concentration.
+        seed: spawned into the subsample, test and split seeds.
+        rows: subsample size (all rows if ≥ 48,842).
+        path: the parquet file; default the one in the wheel.
+
+    Returns:
+        (the pool, extra pool attributes: ``adult_group``, ``groups``, ``rows``).
+
+    Raises:
+        FileNotFoundError: if the wheel is missing (names the pip command).
+        ValueError: on a bad argument or a split impossible for the data.
+    """
+    from data.sources import stratified_test_split
+    from data.splits import split_indices
+    from data.table_source import TablePool, encode_parts
+
+    if group not in SENSITIVE_COLUMN:
+        raise ValueError(f"Argument `group` must be 'sex' or 'race', got {group!r}")
+    check_int("rows", rows, 2)
+    sub_ss, test_ss, split_ss = (seed or np.random.SeedSequence()).spawn(3)
+    cols = read_adult(path)
+    n = len(cols[LABEL_COLUMN])
+    keep = np.arange(n)
+    if rows < n:
+        keep = np.sort(np.random.default_rng(sub_ss).choice(n, rows, replace=False))
+    cols = {c: np.asarray(v)[keep] for c, v in cols.items()}
+    y, cells, groups = adult_cells(cols, group)
+    train, test = stratified_test_split(cells, test_fraction, seed=test_ss)
+    if test.size == 0:
+        raise ValueError(f"test_fraction = {test_fraction} holds out no rows")
+    parts = split_indices(
+        y[train],
+        n_parties,
+        split,
+        party_size=party_size,
+        n_classes=N_LABELS,
+        dirichlet_alpha=dirichlet_alpha,
+        seed=split_ss,
+        strata=cells[train],
+    )
+    features: dict[str, NDArray] = {}
+    for c in FEATURE_COLUMNS:
+        v = np.asarray(cols[c])
+        features[c] = v.astype(np.float64) if c in NUMERIC_COLUMNS else v.astype(str)
+    parties, test_xy, schema = encode_parts(
+        features,
+        y,
+        [train[p] for p in parts],
+        test,
+        label=LABEL_COLUMN,
+        classes=("<=50K", POSITIVE_LABEL),
+        categorical=STRING_COLUMNS,
+    )
+    for i, p in enumerate(parts):
+        counts = np.bincount(cells[train[p]], minlength=N_LABELS * len(groups))
+        logger.info("adult party %d: rows per %s x income cell %s", i, group, counts)
+    names = tuple(f"party {i}" for i in range(len(parts)))
+    meta = {"adult_group": group, "groups": list(groups), "adult_rows": int(keep.size)}
+    return TablePool(parties, test_xy, schema, names), meta

@@ -64,6 +64,23 @@ _MATRICES = {
     ("equaldisjoint", 10): _P10_EQUALDISJOINT,
     ("unequal", 10): _P10_UNEQUAL,
 }
+# Matrices over the 4 income × sex cells of Adult (cells group-major: Female ≤50K,
+# Female >50K, Male ≤50K, Male >50K; docs/cgm.md §2.6). Only with ``strata``: a pool
+# of 4 classes keeps refusing the paper splits. Five parties over four cells cannot
+# be disjoint: in equaldisjoint party 5 holds a balanced mix.
+_P4_EQUALDISJOINT = np.vstack(
+    [np.full((4, 4), 15) + np.diag(np.full(4, 940)), np.full((1, 4), 250)]
+)
+_P4_UNEQUAL = np.array(
+    [
+        [250, 250, 250, 250],
+        [250, 250, 250, 250],
+        [580, 390, 15, 15],
+        [15, 385, 585, 15],
+        [15, 15, 390, 580],
+    ]
+)
+_CELL_MATRICES = {("equaldisjoint", 4): _P4_EQUALDISJOINT, ("unequal", 4): _P4_UNEQUAL}
 POWERLAW_A = 1.65911332899
 
 
@@ -88,15 +105,20 @@ def proportion_matrix(kind: str, n_parties: int, n_classes: int) -> NDArray[np.f
     return _matrix_thousandths(kind, n_parties, n_classes) / 1000.0
 
 
-def _matrix_thousandths(kind: str, n_parties: int, n_classes: int) -> NDArray[np.int64]:
+def _matrix_thousandths(
+    kind: str, n_parties: int, n_classes: int, *, cells: bool = False
+) -> NDArray[np.int64]:
     key = (kind, n_classes)
-    if n_parties != 5 or key not in _MATRICES:
+    table = _MATRICES | _CELL_MATRICES if cells else _MATRICES
+    if n_parties != 5 or key not in table:
+        what = "cells" if cells else "classes"
+        ks = " or ".join(str(k) for k in sorted({k for _, k in table}))
         raise ValueError(
-            f"split {kind!r} exists only for n_parties = 5 and 5 or 10 classes, got "
-            f"n_parties = {n_parties} and {n_classes} classes; use 'dirichlet' or "
+            f"split {kind!r} exists only for n_parties = 5 and {ks} {what}, got "
+            f"n_parties = {n_parties} and {n_classes} {what}; use 'dirichlet' or "
             "'classimbalance'"
         )
-    return _MATRICES[key].astype(np.int64)
+    return table[key].astype(np.int64)
 
 
 def matrix_counts(
@@ -132,8 +154,10 @@ def _matrix_split(
     n_classes: int,
     party_size: int | Literal["auto"],
     rng: np.random.Generator,
+    *,
+    cells: bool = False,
 ) -> list[NDArray[np.int64]]:
-    p = _matrix_thousandths(kind, n_parties, n_classes)
+    p = _matrix_thousandths(kind, n_parties, n_classes, cells=cells)
     available = np.bincount(y, minlength=n_classes)
     if party_size == "auto":
         col = p.sum(0)
@@ -257,6 +281,7 @@ def split_indices(
     n_classes: int | None = None,
     dirichlet_alpha: float = 0.5,
     seed: Seed = None,
+    strata: NDArray | None = None,
 ) -> list[NDArray[np.int64]]:
     """Split a pool into parties; returns row indices into ``y`` per party.
 
@@ -269,6 +294,9 @@ def split_indices(
         n_classes: C (default ``max(y) + 1``).
         dirichlet_alpha: concentration of the ``dirichlet`` split.
         seed: seeds the split and the final per-party shuffle.
+        strata: (M,) int cell ids 0..K-1 (e.g. Adult's income × group cells):
+            the matrix splits allocate over these instead of ``y`` (with the
+            4-cell matrices too); the other splits ignore them.
 
     Returns:
         N int64 index arrays (disjoint except for ``classimbalance``, which draws
@@ -293,7 +321,11 @@ def split_indices(
     n_classes = int(y.max()) + 1 if n_classes is None else n_classes
     split_ss, shuffle_ss = as_seed_sequence(seed).spawn(2)
     rng = np.random.default_rng(split_ss)
-    if kind in ("equaldisjoint", "unequal"):
+    if kind in ("equaldisjoint", "unequal") and strata is not None:
+        cells = np.asarray(strata, dtype=np.int64)
+        k = int(cells.max()) + 1
+        parts = _matrix_split(cells, kind, n_parties, k, party_size, rng, cells=True)
+    elif kind in ("equaldisjoint", "unequal"):
         parts = _matrix_split(y, kind, n_parties, n_classes, party_size, rng)
     else:
         base = np.arange(y.size)

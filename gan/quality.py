@@ -8,6 +8,9 @@
   10 candidates), vectors as a scatter of ≤ 5,000 candidates coloured by class over
   the real points (first two principal axes when D > 2). Matplotlib's Agg canvas, no
   pyplot state.
+- :func:`gate_measures` and :func:`gate_failures`: the quality gate of docs/cgm.md
+  §3.6 (column fidelity, correlation difference, spread, label agreement and TSTR
+  near chance), with the one-line message of :func:`gate_message`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -26,6 +29,8 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
+
+from gan.fidelity import std_ratios, table_fidelity
 
 logger = logging.getLogger(__name__)
 
@@ -328,3 +333,115 @@ def _scatter(x: NDArray, y: NDArray, n_classes: int, real: NDArray | None) -> Fi
 def _class_colours(n_classes: int) -> list[tuple[float, float, float, float]]:
     cmap = colormaps["tab10" if n_classes <= 10 else "tab20"]
     return [cmap(c % cmap.N) for c in range(n_classes)]
+
+
+GATE_MAX_KS = 0.25
+"""Gate: the median KS statistic of the continuous columns must not exceed this."""
+GATE_MAX_TV = 0.25
+"""Gate: the median TV distance of the categorical columns must not exceed this."""
+GATE_MAX_CORR_DIFF = 0.25
+"""Gate: the mean pairwise-correlation difference must not exceed this."""
+GATE_STD_RATIO = (0.5, 2.0)
+"""Gate: the median per-column std ratio (images: the spread ratio) lies in here."""
+GATE_MIN_SKILL = 0.25
+"""Gate: label agreement and TSTR keep this fraction of the real skill over chance."""
+GATE_MIN_REAL_SKILL = 0.05
+"""Below this real skill over chance, label agreement and TSTR are not judged."""
+GATE_MAX_ROWS = 10_000
+"""Rows (the first ones) of each set the gate measures."""
+
+
+def gate_measures(
+    real_x: NDArray, fake_x: NDArray, layout: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Spread and (tables) column fidelity of candidates (docs/cgm.md §3.6).
+
+    Tables (``layout`` given): :func:`gan.fidelity.table_fidelity` of the encoded
+    rows. Vectors: ``median_std_ratio`` over the columns that vary in the real rows.
+    Images: ``spread_ratio`` = √(Σ var_fake) / √(Σ var_real) over all pixels (a
+    per-pixel ratio would judge the empty borders).
+
+    Args:
+        real_x: (n, ...) pooled real rows (the first 10,000 are used).
+        fake_x: (m, ...) candidates (the first 10,000 are used).
+        layout: the table layout, or ``None``.
+
+    Returns:
+        A JSON-ready dict of measures.
+    """
+    r, f = real_x[:GATE_MAX_ROWS], fake_x[:GATE_MAX_ROWS]
+    if layout is not None:
+        return table_fidelity(r, f, layout)
+    if r.ndim == 4:
+        vr = float(np.var(r.reshape(len(r), -1), axis=0).sum())
+        vf = float(np.var(f.reshape(len(f), -1), axis=0).sum())
+        return {"spread_ratio": float(np.sqrt(vf / vr)) if vr > 0 else None}
+    ratios = std_ratios(r, f)
+    return {"median_std_ratio": float(np.median(ratios)) if ratios.size else None}
+
+
+def _skill(value: float | None, real: float | None, chance: float) -> float | None:
+    if value is None or real is None or real - chance < GATE_MIN_REAL_SKILL:
+        return None
+    return (value - chance) / (real - chance)
+
+
+def gate_failures(
+    measures: dict[str, Any], quality: dict[str, Any], chance: float
+) -> list[str]:
+    """The measures that trip the quality gate, as ``"name value (limit)"`` strings.
+
+    Args:
+        measures: :func:`gate_measures`.
+        quality: ``quality.json`` figures (``real_test_acc``, ``label_agreement``,
+            ``tstr_acc``; absent when ``gan.quality`` is off).
+        chance: the majority-class frequency of the test set.
+
+    Returns:
+        The failures, empty when the generator passes.
+
+    Example:
+        >>> gate_failures({"median_ks": 0.4}, {}, 0.5)
+        ['median KS 0.400 (> 0.25)']
+        >>> q = {"real_test_acc": 0.9, "label_agreement": 0.52, "tstr_acc": 0.85}
+        >>> gate_failures({}, q, 0.5)
+        ['label agreement 0.520 near chance 0.500 (skill 0.05 < 0.25)']
+    """
+    out = []
+    for key, name, limit in (
+        ("median_ks", "median KS", GATE_MAX_KS),
+        ("median_tv", "median categorical TV", GATE_MAX_TV),
+        ("corr_diff", "pairwise-correlation difference", GATE_MAX_CORR_DIFF),
+    ):
+        v = measures.get(key)
+        if v is not None and v > limit:
+            out.append(f"{name} {v:.3f} (> {limit})")
+    lo, hi = GATE_STD_RATIO
+    for key, name in (("median_std_ratio", "std ratio"), ("spread_ratio", "spread")):
+        v = measures.get(key)
+        if v is not None and not lo <= v <= hi:
+            out.append(f"{name} {v:.3f} (outside [{lo}, {hi}])")
+    real = quality.get("real_test_acc")
+    for key, name in (("label_agreement", "label agreement"), ("tstr_acc", "TSTR")):
+        v = quality.get(key)
+        skill = _skill(v, real, chance)
+        if skill is not None and skill < GATE_MIN_SKILL:
+            out.append(
+                f"{name} {v:.3f} near chance {chance:.3f} "
+                f"(skill {skill:.2f} < {GATE_MIN_SKILL})"
+            )
+    return out
+
+
+def gate_message(failures: list[str]) -> str:
+    """One line naming the failed measures and the fix (docs/cgm.md §3.6).
+
+    Example:
+        >>> gate_message(["std ratio 0.100 (outside [0.5, 2.0])"])[:40]
+        'gan quality gate: std ratio 0.100 (outsi'
+    """
+    return (
+        f"gan quality gate: {'; '.join(failures)}: the generator looks collapsed or "
+        "unfaithful; train longer (raise gan.epochs) or pool more rows (raise "
+        "data.party_size or data.n_parties)"
+    )

@@ -28,6 +28,8 @@ import torch
 from numpy.typing import NDArray
 
 from data.checks import check_int, check_positive_int
+from gan.ctgan import PAC, CTGANModule, pac_for
+from gan.ctgan_data import CondSampler, CTGANDataModule, fit_transformer, to_model_space
 from gan.datamodule import PooledDataModule, check_xy
 from gan.module import GANModule, derive_seed, standardisation_stats
 from gan.sampling import class_frequencies
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 _DATA_KEY = 2
 _ACCELERATORS = ("auto", "cpu", "gpu")
 _PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+MODELS = ("auto", "dcgan", "mlp", "ctgan")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -277,6 +280,147 @@ def train_gan(
         seed=derive_seed(seed, _DATA_KEY),
         num_workers=num_workers,
     )
+    trainer, wall = _fit(
+        module,
+        datamodule,
+        settings,
+        epochs=epochs,
+        max_steps=max_steps,
+        fast_dev_run=fast_dev_run,
+        progress=progress,
+        what=f"{kind} GAN on {x.shape[0]} rows",
+        batch_size=batch_size,
+    )
+    return module, trainer, _stats(module, trainer, wall, batch_size, settings)
+
+
+def resolve_model(model: str, x_ndim: int, has_schema: bool) -> str:
+    """``gan.model`` → ``"dcgan"``, ``"mlp"`` or ``"ctgan"`` (docs/cgm.md §3.1, §3.5).
+
+    ``"auto"`` is dcgan for images (4-D x, e.g. 28×28), ctgan when the pool carries a
+    table schema, mlp otherwise.
+
+    Raises:
+        ValueError: on an unknown model, ctgan without a table schema, or dcgan/mlp
+            on data of the other layout.
+
+    Example:
+        >>> resolve_model("auto", 4, False), resolve_model("auto", 2, True)
+        ('dcgan', 'ctgan')
+    """
+    if model not in MODELS:
+        raise ValueError(f"Argument `model` must be one of {MODELS}, got {model!r}")
+    if model == "auto":
+        return "dcgan" if x_ndim == 4 else "ctgan" if has_schema else "mlp"
+    if model == "ctgan" and not has_schema:
+        raise ValueError(
+            "'ctgan' needs a table pool (data.source = table or adult) with a schema; "
+            "use 'auto' or 'mlp'"
+        )
+    if (model == "dcgan") != (x_ndim == 4):
+        raise ValueError(
+            f"{model!r} does not fit {'images' if x_ndim == 4 else 'vectors'}; "
+            "use 'auto'"
+        )
+    return model
+
+
+def train_ctgan(
+    x: NDArray[np.float32],
+    y: NDArray[np.int64],
+    *,
+    layout: list[dict[str, Any]],
+    n_classes: int,
+    epochs: int,
+    seed: int,
+    batch_size: int = 500,
+    pac: int = PAC,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    precision: str = "auto",
+    max_steps: int = -1,
+    progress: bool = False,
+) -> tuple[CTGANModule, pl.Trainer, TrainStats]:
+    """Train CTGAN (docs/cgm.md §3.5) on encoded table rows with Lightning.
+
+    Call ``pl.seed_everything(seed, workers=True)`` first (docs/interface.md §7).
+
+    Args:
+        x: (n, width) float32 encoded rows of ``layout``.
+        y: (n,) int64 labels in [0, n_classes).
+        layout: :func:`gan.ctgan_data.table_layout` of the pool's schema.
+        n_classes: C.
+        epochs: ``max_epochs``; an epoch is n // batch_size batches.
+        seed: root of the transformer, sampler, weight and noise generators.
+        batch_size: rows per batch, 1 ≤ batch_size ≤ n.
+        pac: the largest pack size used is :func:`gan.ctgan.pac_for` (batch, pac).
+        accelerator: ``"auto"``, ``"cpu"`` or ``"gpu"``.
+        devices: ``"auto"`` or an int ≥ 1.
+        precision: Lightning precision.
+        max_steps: stop after this many batches (−1: no limit).
+        progress: show Lightning's progress bar.
+
+    Returns:
+        (trained module, the trainer, :class:`TrainStats`).
+
+    Raises:
+        ValueError: on a bad value, named in the message (before any work).
+    """
+    n_classes = check_int("n_classes", n_classes, 1)
+    check_xy(x, y, n_classes=n_classes)
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    if batch_size > x.shape[0]:
+        raise ValueError(
+            f"Argument `batch_size` must be <= {x.shape[0]} (rows), got {batch_size}"
+        )
+    settings = resolve_trainer_settings(accelerator, devices, precision)
+    tf = fit_transformer(x, y, layout, n_classes, seed=derive_seed(seed, 3))
+    model_x = to_model_space(tf, x, y, seed=derive_seed(seed, 4))
+    module = CTGANModule(
+        tf, class_frequencies(y, n_classes), pac=pac_for(batch_size, pac), seed=seed
+    )
+    datamodule = CTGANDataModule(
+        model_x,
+        CondSampler(tf, x, y),
+        batch_size=batch_size,
+        seed=derive_seed(seed, _DATA_KEY),
+    )
+    # CTGAN's matrices are small: on the CPU, intra-op threads cost more than they
+    # give (one thread was 10x faster on the busy 2-core machine, docs/cgm.md §3.5).
+    threads = torch.get_num_threads()
+    if settings.accelerator == "cpu":
+        torch.set_num_threads(1)
+    try:
+        trainer, wall = _fit(
+            module,
+            datamodule,
+            settings,
+            epochs=epochs,
+            max_steps=max_steps,
+            fast_dev_run=False,
+            progress=progress,
+            what=f"CTGAN on {x.shape[0]} rows (pac {module.hparams['pac']})",
+            batch_size=batch_size,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return module, trainer, _stats(module, trainer, wall, batch_size, settings)
+
+
+def _fit(
+    module: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    settings: TrainerSettings,
+    *,
+    epochs: int,
+    max_steps: int,
+    fast_dev_run: bool,
+    progress: bool,
+    what: str,
+    batch_size: int,
+) -> tuple[pl.Trainer, float]:
+    """Run ``Trainer.fit`` with the settings of docs/cgm.md §3.2; (trainer, wall s)."""
     # Trainer(deterministic=...) switches torch's global flag; restore it after fit.
     flags = (
         torch.are_deterministic_algorithms_enabled(),
@@ -298,12 +442,7 @@ def train_gan(
         fast_dev_run=fast_dev_run,
     )
     logger.info(
-        "training %s GAN on %d rows: %s, epochs=%d, batch_size=%d",
-        kind,
-        x.shape[0],
-        settings,
-        epochs,
-        batch_size,
+        "training %s: %s, epochs=%d, batch_size=%d", what, settings, epochs, batch_size
     )
     try:
         with warnings.catch_warnings():
@@ -321,6 +460,12 @@ def train_gan(
         # CLI's raises (docs/interface.md §5.6). Never return a half-trained model.
         signal.raise_signal(signal.SIGTERM)
         raise RuntimeError("GAN training was stopped by SIGTERM")
+    return trainer, wall
+
+
+def _stats(
+    module: Any, trainer: pl.Trainer, wall: float, batch_size: int, settings: Any
+) -> TrainStats:
     epochs_done = int(trainer.current_epoch)
     n_samples = module.n_batches_seen * batch_size
     stats = TrainStats(
@@ -335,7 +480,7 @@ def train_gan(
         settings=settings,
     )
     logger.info("GAN training took %.1f s (%.0f samples/s)", wall, stats.samples_per_s)
-    return module, trainer, stats
+    return stats
 
 
 def _final_metric(trainer: pl.Trainer, key: str) -> float | None:

@@ -67,7 +67,7 @@ class DataConfig:
     ] = "mnist5k"
     # with source = "files": one HDF5/NPZ file per party (datasets x, y)
     party_files: tuple[str, ...] = ()
-    # with source = "files": held-out test set; "" = stratified split of the files
+    # with source = "files" or "table": held-out test set; "" = stratified split
     test_file: str = ""
     # number of parties (built-in sources)
     n_parties: Annotated[int, Bounds(ge=2)] = 5
@@ -111,10 +111,10 @@ class GanConfig:
     candidates_file: str = ""
     # number of synthetic candidates G
     n_candidates: Annotated[int, Bounds(ge=2)] = 10_000
-    # training epochs
-    epochs: Annotated[int, AT_LEAST_1] = 30
-    # training batch size
-    batch_size: Annotated[int, AT_LEAST_1] = 64
+    # training epochs, or "auto" (30; ctgan: its CPU-tuned default)
+    epochs: Annotated[int | Literal["auto"], AT_LEAST_1] = "auto"
+    # training batch size, or "auto" (64; ctgan: its CPU-tuned default)
+    batch_size: Annotated[int | Literal["auto"], AT_LEAST_1] = "auto"
     # base width w of the DCGAN
     width: Annotated[int, AT_LEAST_1] = 64
     # auto (GPU when present), cpu or gpu
@@ -267,10 +267,10 @@ class FlConfig:
     engine: Literal["inprocess", "flower"] = "inprocess"
     # flower: seconds a round waits for a party before leaving it out
     round_timeout_s: Annotated[float, POSITIVE] = 120.0
-    # flower: the SuperLink's first port (it uses 3 in a row); 0 = free ports
+    # flower: the SuperLink's port (Flower 1.42 serves all its APIs on it); 0 = free
     flower_port: Annotated[
         int,
-        Bounds(ge=1024, le=65533, also=(0,), expected="0 (free) or 1024..65533"),
+        Bounds(ge=1024, le=65535, also=(0,), expected="0 (free) or 1024..65535"),
     ] = 0
 
 
@@ -473,6 +473,8 @@ class RunConfig:
         """Number of parties of the pool stage."""
         if self.data.source == "files":
             return len(self.data.party_files)
+        if self.data.source == "table" and len(self.data.table_files) > 1:
+            return len(self.data.table_files)  # one file: the party column decides
         return self.data.n_parties
 
     def to_dict(self) -> dict[str, Any]:

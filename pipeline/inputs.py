@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from data.h5 import CANDIDATES, POOL_PARTY, POOL_TEST, read_h5
+from data.tables import TableSchema, schema_of
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
@@ -46,6 +47,14 @@ class Pool:
             np.concatenate([x for x, _ in self.parties]),
             np.concatenate([y for _, y in self.parties]),
         )
+
+    @property
+    def schema(self) -> TableSchema | None:
+        """The table schema of a table pool (``table``, ``adult``), else None.
+
+        Decodes ``x`` rows into named columns (docs/cgm.md §2.5).
+        """
+        return schema_of(self.attrs)
 
     def json_attr(self, name: str) -> Any:
         """An attribute stored as JSON (e.g. ``gmm_means``)."""

@@ -179,7 +179,7 @@ def check_value_request(
     except ValueError as e:
         raise UsageError(f"[value] device: {e}") from e
     try:
-        kind = resolve_feature_kind(v.features, tuple(sample_shape))
+        kind = resolve_feature_kind(v.features, tuple(sample_shape), v.feature_dim)
     except ValueError as e:
         raise UsageError(f"[value] features: {e}") from e
     input_dim = math.prod(sample_shape)

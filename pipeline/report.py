@@ -38,8 +38,9 @@ def write_markdown(
     body: dict[str, Any],
     figures: dict[str, Path],
     wall_times: dict[str, float],
+    privacy: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the human-readable report next to report.json."""
+    """Write the human-readable report next to report.json (and privacy.json)."""
     rows = body["parties"]
     lines = [
         "# synthreward evaluation report",
@@ -61,6 +62,21 @@ def write_markdown(
             f"{_fmt(b['mmd2'])} → {_fmt(a['mmd2'])} | {_fmt(a['knn_kl'])} | "
             f"{_fmt(a['w2'])} | {_fmt(a['class_imbalance'])} | {_fmt(r['acc_before'])} "
             f"| {_fmt(r['acc_after'])} | {_fmt(r['gain'])} |"
+        )
+    lines += [
+        "",
+        "MMD² is the unbiased estimate and k-NN KL an estimate too: either can be "
+        "slightly below 0 when a set is very close to the reference (docs/cgm.md "
+        "§8.1). Each party's own report, `party_<i>.md`, explains its row in words.",
+    ]
+    fell = [r for r in rows if r.get("acc_weighted") is not None]
+    if fell:
+        lines.append(
+            "Accuracy fell with the reward for parties "
+            + ", ".join(str(r["party"]) for r in fell)
+            + "; trained with the reward down-weighted (`evaluate.reward_weight`): "
+            + ", ".join(f"party {r['party']} {_fmt(r['acc_weighted'])}" for r in fell)
+            + " (docs/cgm.md §8.2)."
         )
     corr = body["correlations"]
     lines += [
@@ -109,6 +125,8 @@ def write_markdown(
         f"| {k} | " + " | ".join(_fmt(v) for v in vals) + " |"
         for k, vals in AUTHORS.items()
     ]
+    if privacy is not None:
+        lines += privacy_lines(privacy)
     q = body.get("gan_quality") or {}
     if q:
         lines += ["", "## Candidate quality", "", *_header("figure", "value")]
@@ -123,3 +141,48 @@ def write_markdown(
         + ", ".join(f"{k} {_fmt(v)}" for k, v in wall_times.items()),
     ]
     return manifest.atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def privacy_lines(privacy: dict[str, Any]) -> list[str]:
+    """The privacy section of report.md (docs/cgm.md §8.5)."""
+    g = privacy["guard"]
+    lines = [
+        "",
+        "## Privacy of the rewards",
+        "",
+        "DCR ratio: median distance of the reward rows to the closest training row, "
+        "over the same for held-out real rows (about 1: no closer than fresh data; "
+        "near 0: copies). Near copies: share of reward rows closer than the 1st "
+        "percentile of real-to-real nearest distances. MIA AUC: training rows vs "
+        "held-out rows scored by their distance to the closest reward row (0.5: "
+        "the rewards do not tell members apart).",
+        "",
+        *_header(
+            "party", "#rewards", "DCR ratio (feature)", "DCR ratio (data)",
+            "near copies (feature)", "near copies (data)", "MIA AUC (feature)",
+            "MIA AUC (data)",
+        ),
+    ]  # fmt: skip
+    feat, data = privacy["spaces"]["feature"], privacy["spaces"]["data"]
+    for i, (f, d) in enumerate(zip(feat["parties"], data["parties"], strict=True)):
+        lines.append(
+            f"| {i} | {f['n_rewards']} | {_fmt(_ratio(f))} | {_fmt(_ratio(d))} | "
+            f"{_fmt(f['near_copy_share'])} | {_fmt(d['near_copy_share'])} | "
+            f"{_fmt(f['mia_auc'])} | {_fmt(d['mia_auc'])} |"
+        )
+    setting = g["min_distance"]
+    lines += [
+        "",
+        f"Guard `sample.min_distance = {setting!r}`: "
+        + (
+            "off (every candidate could be drawn)."
+            if g["n_removed"] == 0 and setting == 0
+            else f"distance {_fmt(g['distance_used'])} in the data space removed "
+            f"{g['n_removed']} of {g['n_candidates']} candidates before sampling."
+        ),
+    ]
+    return lines
+
+
+def _ratio(p: dict[str, Any]) -> float | None:
+    return None if p["dcr"] is None else p["dcr"]["ratio"]

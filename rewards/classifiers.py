@@ -334,11 +334,14 @@ def train_classifier(
     seed: int | np.random.Generator | np.random.SeedSequence | None,
     device: str = "cpu",
     progress: bool = False,
+    sample_weight: ArrayLike | None = None,
 ) -> nn.Module:
     """Train with Adam on the mean cross-entropy, reshuffled epochs (docs/cgm.md §8.2).
 
     Each epoch draws a permutation from one seeded ``torch.Generator`` and takes one
-    Adam step per mini-batch of ``batch_size`` (the last one may be short).
+    Adam step per mini-batch of ``batch_size`` (the last one may be short). With
+    ``sample_weight`` the batch loss is the weighted mean Σ w_j·CE_j / Σ w_j
+    (docs/cgm.md §8.2: reward rows down-weighted); the batches are the same.
 
     Args:
         model: the classifier; trained in place and moved to ``device``.
@@ -350,13 +353,16 @@ def train_classifier(
         seed: seeds the shuffling generator.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         progress: show a tqdm bar over epochs.
+        sample_weight: (n,) finite weights ≥ 0 with a positive sum, or None
+            (every row weight 1: the plain mean).
 
     Returns:
         The same model, trained, on ``device``.
 
     Raises:
         TypeError: if ``epochs``, ``batch_size`` or ``lr`` has the wrong type.
-        ValueError: on bad ``epochs``, ``batch_size``, ``lr`` or mismatched ``x``/``y``.
+        ValueError: on bad ``epochs``, ``batch_size``, ``lr``, mismatched ``x``/``y``
+            or bad ``sample_weight``.
     """
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
@@ -366,20 +372,43 @@ def train_classifier(
     model.to(dev)
     xt = _as_inputs(x, dev)
     yt = yt.to(dev)
+    wt = None if sample_weight is None else _check_weights(sample_weight, n).to(dev)
     gen = torch.Generator().manual_seed(_torch_seed(seed))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
+    per_row = nn.CrossEntropyLoss(reduction="none")
     model.train()
     for _ in tqdm(range(int(epochs)), disable=not progress, desc="train classifier"):
         order = torch.randperm(n, generator=gen).to(dev)
         for start in range(0, n, int(batch_size)):
             idx = order[start : start + int(batch_size)]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
+            if wt is None:
+                loss = loss_fn(model(xt[idx]), yt[idx])
+            else:
+                w = wt[idx]
+                if float(w.sum()) == 0.0:  # a batch of weight-0 rows: no step
+                    continue
+                ce = per_row(model(xt[idx]), yt[idx])
+                loss = (w * ce).sum() / w.sum()
             loss.backward()
             opt.step()
     model.eval()
     return model
+
+
+def _check_weights(sample_weight: ArrayLike, n: int) -> Tensor:
+    """(n,) float32 weights ≥ 0, finite, with a positive sum."""
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(
+            f"Argument `sample_weight` must have shape ({n},), got {w.shape}"
+        )
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(
+            "Argument `sample_weight` must be finite, >= 0 and have a positive sum"
+        )
+    return torch.from_numpy(w.astype(np.float32))
 
 
 def fit_classifier(
@@ -391,6 +420,7 @@ def fit_classifier(
     epochs: int,
     seed: int,
     device: str = "cpu",
+    sample_weight: ArrayLike | None = None,
 ) -> tuple[Classifier, Preprocessor]:
     """Fit a `Preprocessor` on ``x``, build and train a classifier (docs/cgm.md §8.2).
 
@@ -407,6 +437,7 @@ def fit_classifier(
         epochs: training epochs ≥ 1.
         seed: seeds the initialisation and the shuffling.
         device: torch device of the training.
+        sample_weight: per-row loss weights (see `train_classifier`), or None.
 
     Returns:
         The trained classifier and the preprocessor its inputs need.
@@ -417,7 +448,13 @@ def fit_classifier(
     pre = Preprocessor.fit(kind, x)
     model = build_classifier(pre.kind, np.shape(x)[1:], n_classes, seed=seed)
     train_classifier(
-        model, pre.transform(x), y, epochs=epochs, seed=seed, device=device
+        model,
+        pre.transform(x),
+        y,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        sample_weight=sample_weight,
     )
     return model, pre
 

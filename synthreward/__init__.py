@@ -7,6 +7,8 @@ The Python API (docs/api.md) runs the synthetic-data reward chain on arrays:
 - :func:`reward`: ρ-Shapley fair reward values (docs/cgm.md §6);
 - :func:`sample`: each party's reward set drawn from the candidates (§7);
 - :func:`evaluate`: each party's MMD² to the reference before and after (§8.1);
+- :func:`downstream_accuracy`: a classifier trained on own rows, then with the
+  reward (optionally down-weighted), tested on held-out rows (§8.2);
 - :class:`PartyDataset`: a torch Dataset over a party file plus its reward file.
 
 ``import synthreward`` stays light: torch, scipy and h5py load on first use.
@@ -14,7 +16,7 @@ The Python API (docs/api.md) runs the synthetic-data reward chain on arrays:
 Example:
     >>> import synthreward
     >>> sorted(synthreward.__all__)[:3]
-    ['PartyDataset', 'Pool', 'evaluate']
+    ['PartyDataset', 'Pool', 'downstream_accuracy']
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from synthreward.api import (
     Pool,
+    downstream_accuracy,
     evaluate,
     pool_from_arrays,
     reward,
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PartyDataset",
     "Pool",
+    "downstream_accuracy",
     "evaluate",
     "pool_from_arrays",
     "reward",

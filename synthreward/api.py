@@ -335,3 +335,67 @@ def evaluate(
             }
         )
     return rows
+
+
+def downstream_accuracy(
+    own: tuple[ArrayLike, ArrayLike],
+    reward: tuple[ArrayLike, ArrayLike],
+    test: tuple[ArrayLike, ArrayLike],
+    n_classes: int,
+    *,
+    reward_weight: float = 1.0,
+    classifier: Literal["auto", "cnn", "mlp"] = "auto",
+    epochs: int = 5,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Test accuracy of a classifier trained on own rows, then with the reward.
+
+    The evaluate stage's downstream check (docs/cgm.md §8.2) on arrays: the same
+    classifier (``cnn`` for 28×28 images, else ``mlp``), seed and batches for both
+    runs, Adam 1e-3, batch 64. Each reward row's loss counts ``reward_weight`` of an
+    own row's, so a party whose reward does not help can down-weight it.
+
+    Args:
+        own: (x, y) of the party's own rows, in the data space.
+        reward: (x, y) of its reward rows (``candidates[result.candidate_index]``);
+            may have 0 rows.
+        test: (x, y) of a held-out test set.
+        n_classes: C.
+        reward_weight: loss weight of a reward row, in (0, 1] (1: plain training).
+        classifier: ``"auto"``, ``"cnn"`` or ``"mlp"``.
+        epochs: training epochs.
+        seed: seeds initialisation and shuffling.
+        device: torch device.
+
+    Returns:
+        ``acc_own`` (trained on ``own``) and ``acc_with_reward`` (on own ⊎ reward).
+
+    Raises:
+        ValueError: on mismatched shapes, bad labels or a bad ``reward_weight``.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(60, 4)); y = (x[:, 0] > 0).astype(int)
+        >>> acc = downstream_accuracy((x[:20], y[:20]), (x[20:40], y[20:40]),
+        ...                           (x[40:], y[40:]), 2, epochs=2)
+        >>> sorted(acc)
+        ['acc_own', 'acc_with_reward']
+    """
+    from rewards.cgm.evaluation import weighted_accuracy
+    from rewards.classifiers import accuracy, fit_classifier
+
+    x_own, y_own = np.asarray(own[0]), np.asarray(own[1])
+    x_rew, y_rew = np.asarray(reward[0]), np.asarray(reward[1])
+    train = {"kind": classifier, "epochs": epochs, "seed": seed, "device": device}
+    model, pre = fit_classifier(x_own, y_own, n_classes, **train)
+    acc_own = accuracy(model, pre.transform(np.asarray(test[0])), np.asarray(test[1]))
+    if len(x_rew) == 0:
+        return {"acc_own": acc_own, "acc_with_reward": acc_own}
+    combined = (np.concatenate([x_own, x_rew]), np.concatenate([y_own, y_rew]))
+    is_reward = np.r_[np.zeros(len(x_own), bool), np.ones(len(x_rew), bool)]
+    acc = weighted_accuracy(
+        combined, is_reward, (np.asarray(test[0]), np.asarray(test[1])), n_classes,
+        reward_weight=reward_weight, **train,
+    )  # fmt: skip
+    return {"acc_own": acc_own, "acc_with_reward": acc}

@@ -44,17 +44,19 @@ IDENTITY_WARN_DIM = 64
 
 
 def resolve_feature_kind(
-    kind: FeatureKind, sample_shape: tuple[int, ...]
+    kind: FeatureKind, sample_shape: tuple[int, ...], feature_dim: int | None = None
 ) -> Literal["identity", "pca", "autoencoder"]:
     """The concrete map of ``value.features`` for samples of a shape (docs/cgm.md §4).
 
     Args:
         kind: ``identity``, ``pca``, ``autoencoder`` or ``auto``.
         sample_shape: shape of one sample: (D,) for vectors, (C, H, W) for images.
+        feature_dim: the requested d; ``auto`` keeps vectors with D ≤ d as they
+            are (PCA to d ≥ D dimensions would only rotate them).
 
     Returns:
-        ``auto`` resolved: (2,) → identity, other vectors → pca, images →
-        autoencoder; other kinds unchanged.
+        ``auto`` resolved: (2,) or D ≤ ``feature_dim`` → identity, other vectors
+        → pca, images → autoencoder; other kinds unchanged.
 
     Raises:
         ValueError: on an unknown kind, or a sample shape the kind cannot handle.
@@ -62,6 +64,8 @@ def resolve_feature_kind(
     Example:
         >>> resolve_feature_kind("auto", (2,)), resolve_feature_kind("auto", (30,))
         ('identity', 'pca')
+        >>> resolve_feature_kind("auto", (7,), feature_dim=8)
+        'identity'
     """
     if kind not in ("identity", "pca", "autoencoder", "auto"):
         raise ValueError(
@@ -78,7 +82,8 @@ def resolve_feature_kind(
         return kind
     if is_image:
         return "autoencoder"
-    return "identity" if sample_shape == (2,) else "pca"
+    small = feature_dim is not None and sample_shape[0] <= feature_dim
+    return "identity" if sample_shape == (2,) or small else "pca"
 
 
 @dataclass(frozen=True)
@@ -283,7 +288,7 @@ def fit_feature_map(
         'identity'
     """
     x_fit = check_samples(x_fit, "x_fit")
-    resolved = resolve_feature_kind(kind, tuple(x_fit.shape[1:]))
+    resolved = resolve_feature_kind(kind, tuple(x_fit.shape[1:]), feature_dim)
     if resolved == "identity":
         fmap: FeatureMap = IdentityMap(tuple(x_fit.shape[1:]))
         if fmap.feature_dim > IDENTITY_WARN_DIM:

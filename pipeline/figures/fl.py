@@ -90,13 +90,27 @@ def accuracy_figure(
 def r_q_figure(
     rows: Sequence[Mapping[str, Any]], cgsv: Sequence[Mapping[str, Any]]
 ) -> Figure:
-    """The importance r and fraction q per party by round, one row per β."""
+    """The importance r and fraction q per party by round, one row per β.
+
+    Rounds a party missed (Flower engine, docs/cgsv.md §2.1) are marked ×.
+    """
     fig = Figure(figsize=(10, 3.5 * len(cgsv)), layout="constrained")
     for k, c in enumerate(cgsv):
         for j, key in enumerate(("r", "q")):
             ax = fig.add_subplot(len(cgsv), 2, 2 * k + j + 1)
             for party, pts in sorted(_series(rows, "cgsv", c["beta"], key).items()):
-                ax.plot(*zip(*pts, strict=True), label=f"party {party}")
+                line = ax.plot(*zip(*pts, strict=True), label=f"party {party}")[0]
+                gone = [
+                    (r["round"], r[key])
+                    for r in rows
+                    if r.get("missing") == 1
+                    and r["method"] == "cgsv"
+                    and r["beta"] == c["beta"]
+                    and r["party"] == party
+                ]
+                if gone:
+                    xs, ys = zip(*gone, strict=True)
+                    ax.scatter(xs, ys, marker="x", color=line.get_color())
             ax.set(title=f"{key} (β={c['beta']})", xlabel="round", ylabel=key)
             ax.legend(fontsize=7)
     return fig

@@ -1,5 +1,7 @@
 """The ``gan`` stage's figures: ``samples.png`` and the numbers of ``quality.json``.
 
+``fidelity.png`` (tables): per-column KS / TV of docs/cgm.md §3.6.
+
 docs/cgm.md §3.4: the quality of the candidates is measured with our own feature
 extractor E (a small classifier trained on the pooled party data): real-test
 accuracy, label agreement, TSTR accuracy and FID/KID against a real-vs-real
@@ -15,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from data.atomic import atomic_path
-from gan.quality import fid_kid, sample_grid_png
+from gan.quality import GATE_MAX_KS, GATE_MAX_TV, fid_kid, sample_grid_png
+from pipeline.figures.save import save_figure
 from rewards.classifiers import (
     accuracy,
     fit_classifier,
@@ -29,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 #: Candidates used by the label-agreement and TSTR figures.
 MAX_QUALITY_ROWS = 10_000
+#: The fidelity target of docs/cgm.md §3.7 (median KS and TV), drawn dotted.
+FIDELITY_TARGET = 0.1
 #: Candidates used by FID/KID.
 MAX_FID_ROWS = 5_000
 
@@ -133,3 +139,50 @@ def write_samples_png(
             title=f"{generator} candidates",
         )
     return path
+
+
+def write_fidelity_png(path: Path, fidelity: dict[str, Any], generator: str) -> Path:
+    """Draw ``gan/fidelity.png``: per-column KS (continuous) and TV (categorical).
+
+    One horizontal bar per column, the gate limits of docs/cgm.md §3.6 as dashed
+    lines and the fidelity target 0.1 (§3.7) dotted; written atomically by
+    :func:`pipeline.figures.save.save_figure`.
+
+    Args:
+        path: the PNG to write.
+        fidelity: :func:`gan.fidelity.table_fidelity` of the candidates.
+        generator: the generator's name, for the title.
+
+    Returns:
+        ``path``.
+    """
+    panels = [("ks", "KS statistic (continuous)", GATE_MAX_KS)]
+    panels.append(("tv", "total-variation distance (categorical)", GATE_MAX_TV))
+    panels = [p for p in panels if fidelity.get(p[0])]
+    rows = max([len(fidelity[k]) for k, _, _ in panels] or [1])
+    size = (5.5 * max(len(panels), 1), 1.2 + 0.3 * rows)
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
+    for ax, (key, label, limit) in zip(axes, panels, strict=False):
+        names = list(fidelity[key])
+        values = [fidelity[key][n] for n in names]
+        ax.barh(range(len(names)), values, color="tab:blue")
+        ax.set_yticks(range(len(names)), names, fontsize="small")
+        ax.invert_yaxis()
+        ax.axvline(limit, color="tab:red", linestyle="--", label=f"gate {limit}")
+        ax.axvline(FIDELITY_TARGET, color="0.4", linestyle=":", label="target 0.1")
+        ax.set_xlim(0, max(1.05 * max(values), limit * 1.2))
+        ax.set_xlabel(label)
+        ax.legend(fontsize="small", loc="lower right")
+    fig.suptitle(
+        f"{generator} candidates vs pooled rows: "
+        f"median KS {_fmt(fidelity.get('median_ks'))}, "
+        f"median TV {_fmt(fidelity.get('median_tv'))}, "
+        f"corr. diff {_fmt(fidelity.get('corr_diff'))}",
+        fontsize="medium",
+    )
+    return save_figure(fig, path)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"

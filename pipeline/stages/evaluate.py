@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
-from data.h5 import read_h5
-from data.torch_data import PartyDataset
-from pipeline import manifest, paths, report
+from pipeline import manifest, party_report, paths, report
 from pipeline.config import RunConfig
 from pipeline.figures.evaluate import write_figures
+from pipeline.figures.privacy import write_privacy_figure
 from pipeline.inputs import (
-    Pool,
-    RewardInputs,
     party_seeds,
     read_pool,
     read_reward_files,
@@ -29,13 +24,8 @@ from pipeline.inputs import (
     sampler_settings,
     wall_times,
 )
-from rewards.cgm.evaluation import (
-    Reference,
-    alpha_correlations,
-    beta_sweep,
-    distribution_metrics,
-    downstream_accuracy,
-)
+from pipeline.party_eval import party_row, privacy_report, read_guard
+from rewards.cgm.evaluation import Reference, alpha_correlations, beta_sweep
 from rewards.metrics import pearson_or_none
 
 logger = logging.getLogger(__name__)
@@ -65,9 +55,11 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     n_t = len(feats["reference"])
     ref = Reference(feats["reference"], values.lengthscale, values.v_reference * n_t**2)
     seed = manifest.stage_int_seed(cfg.seed, "evaluate")
+    guard = read_guard(run_dir)
+    keep = guard["keep"]  # the β sweep draws from the rows the guard kept (§8.5)
     t0 = manifest.begin(run_dir, "evaluate")
     rows = [
-        _party_row(cfg, run_dir, i, pool, up, ref, seed)
+        party_row(cfg, run_dir, i, pool, up, ref, seed)
         for i in tqdm(range(n), desc="evaluate parties", disable=not progress)
     ]
     alpha = list(values.alpha)
@@ -78,7 +70,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     root = manifest.stage_seed(cfg.seed, "evaluate")
     sweep = beta_sweep(
         betas, [(feats[f"party_{i}"], pool.parties[i][1]) for i in range(n)],
-        (feats["candidates"], up.candidates["y"]), ref, values.alpha,
+        (feats["candidates"][keep], up.candidates["y"][keep]), ref, values.alpha,
         up.rewards["reward_values"], pool.n_classes,
         seeds=[party_seeds(ss, n) for ss in root.spawn(len(betas))],
         excluded=up.rewards.get("excluded", []),
@@ -93,57 +85,29 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         "v_star": up.rewards["v_star"],
         "lengthscale": values.lengthscale,
     }
+    privacy = privacy_report(run_dir, pool, up, guard)
     report_json = paths.evaluate_file(run_dir, "report.json")
     outputs = {"report_json": manifest.write_json(report_json, body)}
+    privacy_json = paths.evaluate_file(run_dir, "privacy.json")
+    outputs["privacy_json"] = manifest.write_json(privacy_json, privacy)
     outputs.update(write_figures(run_dir, body, up.candidates, pool, values))
+    outputs["privacy_png"] = write_privacy_figure(
+        paths.evaluate_file(run_dir, "privacy.png"), privacy
+    )
     times = wall_times(run_dir, ("pool", "gan", "value", "reward", "sample"))
     outputs["report_md"] = report.write_markdown(
-        paths.evaluate_file(run_dir, "report.md"), body, outputs, times
+        paths.evaluate_file(run_dir, "report.md"), body, outputs, times, privacy
     )
+    for i in range(n):
+        outputs[f"party_{i}_md"] = party_report.write_party_markdown(
+            paths.evaluate_file(run_dir, f"party_{i}.md"), i, body, privacy,
+            cfg.evaluate.reward_weight,
+        )  # fmt: skip
     manifest.finish(
         run_dir, "evaluate", config=cfg.tables(*TABLES),
         seed={"root": cfg.seed, "torch": seed},
-        inputs={**pool.inputs, **reward_files, **up.inputs}, outputs=outputs,
+        inputs={**pool.inputs, **reward_files, **up.inputs, "guard": guard["path"]},
+        outputs=outputs,
         started=t0, metrics={"correlations": corr, "sweep": sweep.get("summary")},
     )  # fmt: skip
     return outputs
-
-
-def _party_row(
-    cfg: RunConfig,
-    run_dir: Path,
-    i: int,
-    pool: Pool,
-    up: RewardInputs,
-    ref: Reference,
-    seed: int,
-) -> dict[str, Any]:
-    """Party i's metrics before and after its rewards and its accuracy gain."""
-    e, feats, n_classes = cfg.evaluate, up.features, pool.n_classes
-    kw = {"chunk_size": cfg.value.chunk_size, "device": cfg.value.device}
-    reward_path = paths.reward_file(run_dir, i)
-    x_all, y_all, src = PartyDataset(paths.pool_party(run_dir, i), reward_path).arrays()
-    rdata, rattrs = read_h5(reward_path, names=("candidate_index",))
-    idx = rdata["candidate_index"]
-    f_own, y_own = feats[f"party_{i}"], pool.parties[i][1]
-    f_all = np.concatenate([f_own, feats["candidates"][idx]])
-    before = distribution_metrics(f_own, y_own, ref, n_classes, n_rewards=0, **kw)
-    after = distribution_metrics(f_all, y_all, ref, n_classes, n_rewards=len(idx), **kw)
-    acc = downstream_accuracy(
-        (x_all[src == 0], y_all[src == 0]), (x_all, y_all), pool.test, n_classes,
-        kind=e.classifier, epochs=e.epochs, seed=seed,
-    )  # fmt: skip
-    row = {
-        "party": i,
-        "alpha": up.values.alpha[i],
-        "shapley": up.values.shapley[i],
-        "reward_value": up.rewards["reward_values"][i],
-        "achieved_value": rattrs["achieved_value"],
-        "stop_reason": rattrs["stop_reason"],
-        "n_rewards": len(idx),
-        "before": before,
-        "after": after,
-        **acc,
-    }
-    logger.info("party %d: %s", i, {k: row[k] for k in ("n_rewards", "gain")})
-    return row

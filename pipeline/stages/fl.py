@@ -1,9 +1,9 @@
 """The ``fl`` stage: federated learning with CGSV gradient rewards (docs/cgsv.md).
 
-Keeps the pool's parties or re-splits the training pool (docs/cgsv.md §4), runs
-`rewards.cgsv.simulation.simulate` (Xu et al., NeurIPS 2021), streams
-``fl/rounds.csv`` row by row, then writes ``fl/summary.json``, ``fl/sv_check.csv``
-(§8), the plots of §7 and ``fl/manifest.json`` last.
+Keeps or re-splits the pool's parties (docs/cgsv.md §4), runs `simulate` (Xu et al.,
+NeurIPS 2021) or, with ``fl.engine = "flower"``, the same loop on a local Flower
+federation (docs/federated.md), streams ``fl/rounds.csv``, then writes
+``fl/summary.json``, ``fl/sv_check.csv`` (§8), the plots of §7, the manifest last.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from data.splits import split_indices
-from pipeline import manifest, paths
+from pipeline import federation, manifest, paths
 from pipeline.config import FlConfig, RunConfig
 from pipeline.errors import UsageError
 from pipeline.figures.fl import fl_figures
@@ -25,7 +25,7 @@ from pipeline.inputs import Pool, read_pool
 from pipeline.manifest import STAGE_KEY
 from rewards.cgsv.cosine_game import sv_check
 from rewards.cgsv.party import batch_order_table
-from rewards.cgsv.simulation import ROUND_COLUMNS, simulate
+from rewards.cgsv.simulation import FLOWER_ROUND_COLUMNS, ROUND_COLUMNS, simulate
 from rewards.classifiers import Preprocessor, build_classifier, resolve_classifier_kind
 
 logger = logging.getLogger(__name__)
@@ -98,18 +98,20 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     model = build_classifier(kind, x_pool.shape[1:], pool.n_classes, seed=torch_seed)
     sizes = [len(y) for _, y in parties]
     orders = batch_order_table(sizes, f.rounds, f.local_epochs, seed=order_ss)
+    engine = federation.engine(f, simulate, kind, x_pool.shape[1:], pool.n_classes)
     t0 = manifest.begin(run_dir, "fl")
     logger.info("fl: %s, lr %g, decay %g, party sizes %s", kind, lr, lr_decay, sizes)
     out = functools.partial(paths.fl_file, run_dir)
     rows: list[dict[str, Any]] = []
     outputs = {"rounds": out("rounds.csv")}
-    with manifest.CsvStream(outputs["rounds"], ROUND_COLUMNS) as stream:
+    columns = FLOWER_ROUND_COLUMNS if f.engine == "flower" else ROUND_COLUMNS
+    with manifest.CsvStream(outputs["rounds"], columns) as stream:
 
         def on_round(row: dict[str, Any]) -> None:
             stream.write(row)
             rows.append(row)
 
-        result = simulate(
+        result = engine(
             model, data, test, rounds=f.rounds, local_epochs=f.local_epochs,
             batch_size=f.batch_size, lr=lr, lr_decay=lr_decay, gamma=f.gamma,
             alpha=f.alpha, beta=f.beta, aggregator=f.aggregator,

@@ -1,10 +1,13 @@
 """The ``gan`` stage: synthetic candidates G (docs/cgm.md §3).
 
 ``gan.source = "train"`` trains the conditional GAN on the pooled party data with
-Lightning and samples ``n_candidates`` labelled candidates; ``"file"`` reads the
-user's candidates; ``"oracle"`` draws from the true gmm mixture. Writes
-``gan/candidates.h5``, ``generator.ckpt`` (train only), ``samples.png`` and
-``quality.json`` (copied into the manifest under ``metrics``).
+Lightning (``gan.model``: dcgan, mlp or ctgan) and samples ``n_candidates`` labelled
+candidates; ``"file"`` reads the user's candidates; ``"oracle"`` draws from the true gmm
+mixture. Writes ``gan/candidates.h5``, ``generator.ckpt`` (train only),
+``samples.png``, ``quality.json`` (copied into the manifest under ``metrics``) and,
+for tables, ``fidelity.png``. The quality gate (docs/cgm.md §3.6) runs before any
+output is written: with ``gan.quality_gate = "fail"`` a failed gate exits 2, the
+stage has no manifest and ``value`` refuses to run.
 """
 
 from __future__ import annotations
@@ -20,46 +23,43 @@ import torch
 from data.atomic import atomic_path
 from data.h5 import write_h5
 from data.sources import load_candidates
-from gan.sampling import candidate_labels, class_frequencies, generate, oracle_sample
-from gan.train import resolve_trainer_settings, train_gan
+from gan.sampling import candidate_labels, class_frequencies, generate
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
-from pipeline.figures.gan import label_and_measure, write_samples_png
+from pipeline.figures.gan import (
+    label_and_measure,
+    write_fidelity_png,
+    write_samples_png,
+)
+from pipeline.gan_model import (
+    GENERATOR_NAME,
+    apply_gate,
+    check_request,
+    train_generator,
+)
+from pipeline.gmm_oracle import oracle_candidates
 from pipeline.inputs import read_pool
-from pipeline.limits import check_gan_request
 
 logger = logging.getLogger(__name__)
 
 TABLES = ("data", "gan")
 
 
-def _check_request(cfg: RunConfig, attrs: dict[str, Any], shape: tuple) -> None:
-    g = cfg.gan
-    check_gan_request(g, shape[1:], n_rows=shape[0])  # before manifest.begin
-    if g.source == "oracle" and attrs["source"] != "gmm":
-        raise UsageError(
-            f'[gan] source: "oracle" needs a gmm pool, this pool is {attrs["source"]!r}'
-        )
-    if g.source == "train":
-        try:
-            resolve_trainer_settings(g.accelerator, g.devices, g.precision)
-        except ValueError as e:
-            raise UsageError(f"[gan] accelerator: {e}") from e
-
-
 def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, Path]:
     """Produce the candidate pool, its sample grid and its quality figures.
 
     Raises:
-        UsageError: on a missing/stale pool, an impossible accelerator, more
-            candidates than memory holds, or a bad candidates file.
+        UsageError: on a missing/stale pool, an impossible accelerator or model,
+            more candidates than memory holds, a bad candidates file, or a failed
+            quality gate (``gan.quality_gate = "fail"``, before any output).
     """
     g = cfg.gan
     pool = read_pool(run_dir)
     n_classes = pool.n_classes
     x_real, y_real = pool.pooled
-    _check_request(cfg, pool.attrs, x_real.shape)
+    schema = pool.schema
+    model = check_request(g, pool.attrs, x_real.shape, schema)  # before begin
     label_ss, z_ss, quality_ss = manifest.stage_seed(cfg.seed, "gan").spawn(3)
     seed = manifest.stage_int_seed(cfg.seed, "gan")
     inputs = dict(pool.inputs)
@@ -77,25 +77,12 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     freqs = class_frequencies(y_real, n_classes)
     if g.source == "train":
         pl.seed_everything(seed, workers=True)
-        module, trainer, train_stats = train_gan(
-            x_real,
-            y_real,
-            n_classes=n_classes,
-            epochs=g.epochs,
-            seed=seed,
-            batch_size=g.batch_size,
-            width=g.width,
-            accelerator=g.accelerator,
-            devices=g.devices,
-            precision=g.precision,
-            progress=progress,
+        module, trainer, train_stats = train_generator(
+            g, model, (x_real, y_real), n_classes, schema, seed=seed, progress=progress
         )
         stats = train_stats.to_dict()
         if not trainer.is_global_zero:
             return outputs
-        with atomic_path(paths.generator_ckpt(run_dir)) as tmp:
-            trainer.save_checkpoint(tmp)
-        outputs["generator"] = paths.generator_ckpt(run_dir)
         y_cand = candidate_labels(freqs, g.n_candidates, seed=label_ss)
         cuda = torch.cuda.is_available() and g.accelerator != "cpu"
         x_cand = generate(
@@ -105,11 +92,9 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             progress=progress,
             device="cuda" if cuda else "cpu",
         )
-        generator = "cdcgan" if x_real.ndim == 4 else "cmlpgan"
+        generator = GENERATOR_NAME[model]
     elif g.source == "oracle":
-        y_cand = candidate_labels(freqs, g.n_candidates, seed=label_ss)
-        means, var = pool.json_attr("gmm_means"), float(pool.attrs["gmm_var"])
-        x_cand = oracle_sample(means, var, y_cand, seed=z_ss)
+        x_cand, y_cand = oracle_candidates(pool, freqs, g.n_candidates, label_ss, z_ss)
         generator, label_source = "oracle", "oracle"
     else:
         generator = "file"
@@ -126,6 +111,13 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         epochs=g.quality_epochs,
         seed=int(quality_ss.generate_state(1)[0]) % (2**31),
     )
+    gate, failed = apply_gate(g, x_real, x_cand, quality, pool.test[1], schema)
+    if failed:  # before any output: the stage is left unfinished, value refuses
+        raise UsageError(failed)
+    if g.source == "train":
+        with atomic_path(paths.generator_ckpt(run_dir)) as tmp:
+            trainer.save_checkpoint(tmp)
+        outputs["generator"] = paths.generator_ckpt(run_dir)
     outputs["candidates"] = write_h5(
         paths.candidates(run_dir),
         {"x": x_cand.astype(np.float32), "y": np.asarray(y_cand, dtype=np.int64)},
@@ -135,6 +127,11 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     outputs["samples"] = write_samples_png(
         paths.gan_samples_png(run_dir), (x_cand, y_cand), x_real, n_classes, generator
     )
+    if schema is not None:  # tables: per-column fidelity in quality.json
+        outputs["fidelity"] = write_fidelity_png(
+            paths.stage_file(run_dir, "gan", "fidelity.png"), gate, generator
+        )
+        quality, gate = {**quality, **gate}, {}
     # quality.json holds seeded figures only; timings go to the manifest
     outputs["quality"] = manifest.write_json(paths.gan_quality(run_dir), quality)
     manifest.finish(
@@ -145,6 +142,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         inputs=inputs,
         outputs=outputs,
         started=t0,
-        metrics={**quality, **{f"train_{k}": v for k, v in stats.items()}},
+        metrics={**quality, **({"quality_gate": gate} if gate else {})}
+        | {f"train_{k}": v for k, v in stats.items()},
     )
     return outputs

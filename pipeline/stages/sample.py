@@ -8,18 +8,23 @@ rows and ``stop_reason = "excluded"``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
 
-from data.h5 import write_h5
 from pipeline import manifest, paths
 from pipeline.config import RunConfig
-from pipeline.inputs import party_seeds, read_reward_inputs, sampler_settings
-from rewards.cgm.sampling import SamplingResult, sample_parties_except
-from valuation.result import PartyValues
+from pipeline.inputs import party_seeds, read_pool, read_reward_inputs, sampler_settings
+from pipeline.reward_files import (
+    check_export,
+    guard,
+    write_exports,
+    write_guard,
+    write_reward_file,
+)
+from rewards.cgm.sampling import sample_parties_except
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +64,15 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     values, rewards, feats, cand = up.values, up.rewards, up.features, up.candidates
     n = values.n_parties
     seeds = sample_seeds(cfg, n)
+    sc = cfg.sample
+    pool = read_pool(run_dir) if sc.min_distance != 0 or sc.export else None
+    keep, used = guard(sc.min_distance, pool, cand["x"])  # docs/cgm.md §8.5
+    check_export(sc.export, pool)
     t0 = manifest.begin(run_dir, "sample")
     results = sample_parties_except(
         rewards.get("excluded", []),  # φ_i ≤ 0 get nothing (docs/cgm.md §6.4)
         [feats[f"party_{i}"] for i in range(n)],
-        feats["candidates"],
+        feats["candidates"][keep],
         feats["reference"],
         values.lengthscale,
         rewards["reward_values"],
@@ -72,7 +81,15 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         progress=progress,
         **sampler_settings(cfg, n),
     )
+    # back to the rows of gan/candidates.h5
+    results = [
+        dataclasses.replace(r, candidate_index=keep[r.candidate_index]) for r in results
+    ]
     outputs = {}
+    outputs["guard"] = write_guard(
+        paths.stage_file(run_dir, "sample", "guard.json"),
+        cfg.sample.min_distance, used, keep, len(cand["x"]),
+    )  # fmt: skip
     for i, res in enumerate(results):
         outputs[f"party_{i}"] = write_reward_file(
             paths.reward_file(run_dir, i),
@@ -84,6 +101,10 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             target=rewards["reward_values"][i],
             inv_temp=cfg.sample.inv_temp,
             seed=seeds[i],
+        )
+    if sc.export:
+        outputs |= write_exports(
+            run_dir, results, cand, pool, sc.export, with_own=sc.export_with_own
         )
     summary = [
         {
@@ -102,49 +123,9 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         "sample",
         config=cfg.tables(*TABLES),
         seed={"root": cfg.seed, "sample_seed": cfg.sample.seed, "party_seeds": seeds},
-        inputs=up.inputs,
+        inputs={**up.inputs, **(pool.inputs if pool else {})},
         outputs=outputs,
         started=t0,
-        metrics={"parties": summary},
+        metrics={"parties": summary, "guard_removed": len(cand["x"]) - len(keep)},
     )
     return outputs
-
-
-def write_reward_file(
-    path: Path,
-    party_id: int,
-    res: SamplingResult,
-    cand: dict[str, np.ndarray],
-    cand_features: np.ndarray,
-    *,
-    values: PartyValues,
-    target: float,
-    inv_temp: float,
-    seed: int,
-) -> Path:
-    """Write one reward file with every dataset and attribute of docs/interface.md."""
-    idx = res.candidate_index
-    return write_h5(
-        path,
-        {
-            "x": cand["x"][idx],
-            "y": cand["y"][idx].astype(np.int64),
-            "features": cand_features[idx],
-            "candidate_index": idx.astype(np.int64),
-            "value_trace": res.value_trace.astype(np.float64),
-        },
-        {
-            "party_id": party_id,
-            "shapley": float(values.shapley[party_id]),
-            "alpha": float(values.alpha[party_id]),
-            "reward_value": float(target),
-            "achieved_value": res.achieved_value,
-            "inv_temp": float(inv_temp) if math.isfinite(inv_temp) else np.inf,
-            "seed": seed,
-            "lengthscale": float(values.lengthscale),
-            "stop_reason": res.stop_reason,
-            "start_value": res.start_value,
-            "best_value": res.best_value,
-            "n_rewards": res.n_rewards,
-        },
-    )

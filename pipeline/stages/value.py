@@ -103,6 +103,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     datasets = {f"party_{i}": f for i, f in enumerate(party_f)}
     datasets["candidates"] = cand_f
     datasets["reference"] = np.concatenate([*party_f, cand_f]).astype(np.float32)
+    datasets["test"] = fmap.transform(pool.test[0])  # privacy baseline (§8.5)
     outputs["features"] = write_h5(
         paths.features(run_dir),
         datasets,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from data.checks import check_interval
 from rewards.cgm.sampling import (
     candidate_reference_sums,
     initial_state,
@@ -185,6 +186,47 @@ def downstream_accuracy(
         )
         accs.append(accuracy(model, pre.transform(test[0]), test[1]))
     return {"acc_before": accs[0], "acc_after": accs[1], "gain": accs[1] - accs[0]}
+
+
+def weighted_accuracy(
+    combined: tuple[NDArray, NDArray],
+    is_reward: NDArray,
+    test: tuple[NDArray, NDArray],
+    n_classes: int,
+    *,
+    reward_weight: float,
+    kind: str = "auto",
+    epochs: int,
+    seed: int,
+    device: str = "cpu",
+) -> float:
+    """Test accuracy of training on D_i ⊎ R_i with the reward rows down-weighted.
+
+    The classifier, seeds and batches of `downstream_accuracy`; each reward row's
+    loss counts ``reward_weight`` and each own row's 1 (docs/cgm.md §8.2), so
+    ``reward_weight = 1`` is the plain "after" training up to float rounding.
+
+    Args:
+        combined: (x, y) of D_i ⊎ R_i in the data space.
+        is_reward: (n,) bool, True for a reward row of ``combined``.
+        test: (x, y) of the held-out test set.
+        n_classes: C.
+        reward_weight: the loss weight of a reward row, in (0, 1].
+        kind: ``auto``, ``cnn`` or ``mlp``.
+        epochs: training epochs.
+        seed: seeds initialisation and shuffling.
+        device: torch device.
+
+    Returns:
+        The test accuracy.
+    """
+    w = check_interval("reward_weight", reward_weight, 0.0, 1.0, closed="right")
+    weights = np.where(np.asarray(is_reward, dtype=bool), w, 1.0)
+    model, pre = fit_classifier(
+        combined[0], combined[1], n_classes, kind=kind, epochs=epochs, seed=seed,
+        device=device, sample_weight=weights,
+    )  # fmt: skip
+    return accuracy(model, pre.transform(test[0]), test[1])
 
 
 def beta_sweep(

@@ -20,6 +20,7 @@ O(chunk_size × n_y) and the cost scales like the kernel sums of the value stage
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,11 +30,13 @@ from data.checks import check_finite, check_interval, check_positive_int
 
 __all__ = [
     "dcr",
+    "guard_candidates",
     "membership_auc",
     "min_distance_mask",
     "near_copy_share",
     "near_copy_threshold",
     "nearest_distances",
+    "privacy_measures",
 ]
 
 
@@ -375,3 +378,159 @@ def min_distance_mask(
     if min_distance == 0:
         return np.ones(c.shape[0], dtype=bool)
     return _nearest(c, t, chunk_size, False) >= min_distance
+
+
+def _summary(d_reward: NDArray[np.float64], d_holdout: NDArray[np.float64]) -> dict:
+    """DCR summary of reward distances against held-out distances (as `dcr`)."""
+    r_med, h_med = float(np.median(d_reward)), float(np.median(d_holdout))
+    return {
+        "reward_median": r_med,
+        "reward_p5": float(np.percentile(d_reward, 5)),
+        "holdout_median": h_med,
+        "holdout_p5": float(np.percentile(d_holdout, 5)),
+        "ratio": r_med / h_med if h_med > 0 else float("nan"),
+    }
+
+
+def privacy_measures(
+    parties: Sequence[ArrayLike],
+    holdout: ArrayLike,
+    rewards: Sequence[ArrayLike | None],
+    *,
+    quantile: float = 0.01,
+    chunk_size: int = 4096,
+) -> dict[str, Any]:
+    """Every privacy measure of every party's reward rows, in one space.
+
+    The pooled training rows are the parties' rows together. For each party i
+    with a non-empty reward R_i: its DCR against the pooled rows (`dcr`), its
+    DCR against each other party j's rows (reward rows' median distance to
+    D_j over the held-out rows' median distance to D_j), the share of near
+    copies (`near_copy_share` at the pooled `near_copy_threshold`) and the
+    membership-inference AUC of the pooled rows against the held-out rows
+    (`membership_auc`). Every distance is computed once: the distances to the
+    pooled rows are the minimum over the parties' blocks.
+
+    Args:
+        parties: N arrays (n_j, d) of real training rows.
+        holdout: (n_h, d) held-out real rows (the baseline, never trained on).
+        rewards: N arrays (n_r, d) of reward rows, or None / 0 rows for a party
+            that received none (its measures are None).
+        quantile: the near-copy quantile (0.01 = the 1st percentile).
+        chunk_size: rows per block of `nearest_distances`.
+
+    Returns:
+        ``{"near_copy_threshold": float, "parties": [per party: {"n_rewards",
+        "dcr" (as `dcr`), "dcr_ratio_by_party" (list, None at i),
+        "near_copy_share", "mia_auc"}]}``.
+
+    Raises:
+        TypeError, ValueError: as `nearest_distances`; also if ``rewards`` does
+            not hold one entry per party.
+
+    Example:
+        >>> parts = [[[0.0], [1.0]], [[4.0], [5.0]]]
+        >>> out = privacy_measures(parts, [[2.0], [3.0]], [[[0.0]], None])
+        >>> p0 = out["parties"][0]
+        >>> p0["n_rewards"], p0["near_copy_share"], p0["mia_auc"]
+        (1, 1.0, 0.5)
+        >>> out["parties"][1]["dcr"] is None
+        True
+    """
+    q = check_interval("quantile", quantile, 0.0, 1.0)
+    chunk_size = check_positive_int("chunk_size", chunk_size)
+    ps = [_as_rows(f"parties[{j}]", p) for j, p in enumerate(parties)]
+    h = _as_rows("holdout", holdout)
+    if len(rewards) != len(ps):
+        raise ValueError(
+            f"Argument `rewards` must hold one entry per party ({len(ps)}), "
+            f"got {len(rewards)}"
+        )
+    pooled = np.concatenate(ps)
+    _same_width(("pooled parties", "holdout"), pooled, h)
+    threshold = float(np.quantile(_nearest(pooled, pooled, chunk_size, True), q))
+    # the held-out baseline: distance of each held-out row to each party, then pooled
+    h_by_party = np.stack([_nearest(h, p, chunk_size, False) for p in ps])
+    h_pooled = h_by_party.min(axis=0)
+    out = []
+    for i, r in enumerate(rewards):
+        r_arr = None if r is None else np.asarray(r)
+        if r_arr is None or r_arr.shape[0] == 0:
+            out.append(
+                {"n_rewards": 0, "dcr": None, "dcr_ratio_by_party": None}
+                | {"near_copy_share": None, "mia_auc": None}
+            )
+            continue
+        ra = _as_rows(f"rewards[{i}]", r_arr)
+        _same_width(("rewards", "pooled parties"), ra, pooled)
+        r_by_party = np.stack([_nearest(ra, p, chunk_size, False) for p in ps])
+        r_pooled = r_by_party.min(axis=0)
+        ratios = [
+            None if j == i else _summary(r_by_party[j], h_by_party[j])["ratio"]
+            for j in range(len(ps))
+        ]
+        members = -_nearest(pooled, ra, chunk_size, False)
+        non_members = -_nearest(h, ra, chunk_size, False)
+        out.append(
+            {
+                "n_rewards": int(ra.shape[0]),
+                "dcr": _summary(r_pooled, h_pooled),
+                "dcr_ratio_by_party": ratios,
+                "near_copy_share": float(np.mean(r_pooled < threshold)),
+                "mia_auc": _mann_whitney_auc(members, non_members),
+            }
+        )
+    return {"near_copy_threshold": threshold, "parties": out}
+
+
+def guard_candidates(
+    candidates: ArrayLike,
+    train: ArrayLike,
+    min_distance: float | str,
+    *,
+    quantile: float = 0.01,
+    chunk_size: int = 4096,
+) -> tuple[NDArray[np.int64], float]:
+    """The privacy guard ``sample.min_distance`` (docs/cgm.md §8.5).
+
+    Rows are flattened (an image becomes its pixel vector), so the distances are
+    those of the data space. ``"auto"`` resolves to `near_copy_threshold` of the
+    training rows at ``quantile``; 0 keeps every candidate without computing a
+    distance.
+
+    Args:
+        candidates: (n_c, ...) candidate rows.
+        train: (n_train, ...) real training rows (every party's).
+        min_distance: a distance ≥ 0, or ``"auto"``.
+        quantile: the quantile of ``"auto"``.
+        chunk_size: rows per block of `nearest_distances`.
+
+    Returns:
+        (indices of the kept candidates in increasing order, the distance used).
+
+    Raises:
+        TypeError, ValueError: as `min_distance_mask`, or on a string other than
+            ``"auto"``.
+
+    Example:
+        >>> keep, used = guard_candidates([[0.0], [0.5], [2.0]], [[0.0], [1.0]], 0.5)
+        >>> keep.tolist(), used
+        ([1, 2], 0.5)
+        >>> guard_candidates([[0.0], [6.0]], [[0.0], [1.0], [3.5]], "auto")[0].tolist()
+        [1]
+    """
+    c = np.asarray(candidates)
+    t = np.asarray(train)
+    c = c.reshape(c.shape[0], -1) if c.ndim > 2 else c
+    t = t.reshape(t.shape[0], -1) if t.ndim > 2 else t
+    if isinstance(min_distance, str):
+        if min_distance != "auto":
+            raise ValueError(
+                f'Argument `min_distance` must be a number >= 0 or "auto", '
+                f"got {min_distance!r}"
+            )
+        used = near_copy_threshold(t, quantile=quantile, chunk_size=chunk_size)
+    else:
+        used = _check_distance("min_distance", min_distance)
+    mask = min_distance_mask(c, t, used, chunk_size=chunk_size)
+    return np.flatnonzero(mask).astype(np.int64), float(used)

@@ -8,7 +8,11 @@ each with its own copies of θ_0 as `FLParty` objects and its `Strategy`, and pl
 them in lock-step on the same `batch_order_table`: ONE loop over rounds and runners.
 Every row of ``rounds.csv`` (docs/cgsv.md §7) goes to an ``on_round`` callback as soon
 as it is known, so the caller can stream it; the library knows nothing of files. It
-returns a `SimulationSummary`.
+returns a `SimulationSummary` (built in `rewards.cgsv.results`).
+
+`simulate` is `make_runners` + `play_rounds`; a message-passing engine (the Flower
+ServerApp, docs/federated.md) calls the two with server-side mirrors of the parties
+and a ``play_all`` that plays round t of every runner in one exchange.
 
 Server work is vectorised on one flat float32 vector per party; models are copied only
 once, when the parties are built.
@@ -18,10 +22,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -38,10 +41,18 @@ from rewards.cgsv.gradient import (
     AggregatorKind,
     NbsSolver,
     check_gamma,
-    reward_fractions,
 )
 from rewards.cgsv.params import assign_parameters, flatten_parameters, layer_sizes
 from rewards.cgsv.party import FLParty, batch_order_table
+from rewards.cgsv.results import (  # noqa: F401 (_timing: tests use it from here)
+    OVERHEAD_GOAL,
+    CgsvRun,
+    SimulationSummary,
+    Timing,
+    _log_summary,
+    _summary,
+    _timing,
+)
 from rewards.cgsv.strategies import (
     FedAvgStrategy,
     GradientRewardStrategy,
@@ -50,7 +61,6 @@ from rewards.cgsv.strategies import (
     check_aggregator,
 )
 from rewards.classifiers import accuracy, check_no_buffers
-from rewards.metrics import fairness, performance, reward_fairness
 
 logger = logging.getLogger(__name__)
 
@@ -78,71 +88,12 @@ ROUND_COLUMNS: tuple[str, ...] = (
     "round_time_s",
     "server_time_s",
 )
-#: Goal of docs/cgsv.md §7: CGSV's median round is < 10 % slower than FedAvg's.
-OVERHEAD_GOAL = 0.10
+#: ``rounds.csv`` of the Flower engine: one more column, 1 for a party that did not
+#: answer that round (docs/cgsv.md §2.1).
+FLOWER_ROUND_COLUMNS: tuple[str, ...] = (*ROUND_COLUMNS, "missing")
 #: Rows per forward pass in test evaluation: small batches keep the cnn's activations
 #: in cache (about 1.7× faster than 1024 on one CPU thread).
 EVAL_BATCH = 64
-
-
-@dataclass(frozen=True)
-class CgsvRun:
-    """Final results of one CGSV run (one β), the ``cgsv`` entries of summary.json.
-
-    ``reward_fairness`` = Pearson(acc^SA, final r) is our addition to docs/cgsv.md §7:
-    it asks whether the *allocation* follows contribution, which the accuracy-based
-    ``fairness`` cannot resolve when the rewarded models differ by a few test rows.
-    """
-
-    beta: float
-    test_acc: list[float]
-    server_acc: float
-    fairness: float | None
-    reward_fairness: float | None
-    performance: float
-    final_r: list[float]
-    final_q: list[float]
-    nbs_failures: int
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Per-round wall times of docs/cgsv.md §7 (medians over rounds; no evaluation).
-
-    ``overhead`` = median CGSV round / median FedAvg round − 1; ``server_overhead`` =
-    median CGSV server work (steps 2–8) / median FedAvg averaging − 1. ``None`` when
-    FedAvg was not run.
-    """
-
-    cgsv_round_s: float
-    fedavg_round_s: float | None
-    overhead: float | None
-    server_overhead: float | None
-    goal_met: bool | None
-    cgsv_server_s: float
-    fedavg_server_s: float | None
-
-
-@dataclass(frozen=True)
-class SimulationSummary:
-    """What `simulate` returns: the method results of ``fl/summary.json``.
-
-    See docs/cgsv.md §7. ``standalone`` is ``{"test_acc": [...]}`` and ``fedavg`` is
-    ``{"test_acc", "global_acc", "fairness", "performance"}``, or ``None`` when not
-    run.
-    """
-
-    n_params: int
-    party_sizes: list[int]
-    aggregator: str
-    standalone: dict[str, Any] | None
-    fedavg: dict[str, Any] | None
-    cgsv: list[CgsvRun]
-    timing: Timing
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a plain nested dict (β may be ``inf``: the JSON encoder maps it)."""
-        return asdict(self)
 
 
 @dataclass
@@ -163,6 +114,10 @@ class _Runner:
     nbs_failures: int = 0
     round_s: list[float] = field(default_factory=list)
     server_s: list[float] = field(default_factory=list)
+    #: parties that did not answer this round (a message-passing engine sets it)
+    missing: list[int] = field(default_factory=list)
+    #: add the ``missing`` column of `FLOWER_ROUND_COLUMNS` to its rows
+    missing_column: bool = False
 
 
 def _sync(device: torch.device) -> None:
@@ -244,16 +199,19 @@ def _rows(
                 weight=float(m["w"][i]), server_acc=server_acc, server_time_s=server_s
             )
             if result.server_update is not None:
-                density, rcos = _reward_stats(result.rewards[i], result.server_update)
                 values.update(
                     psi=float(m["psi"][i]),
                     r=float(m["r"][i]),
                     q=float(m["q"][i]),
-                    reward_density=density,
-                    reward_cos=rcos,
                     nbs_failed=int(m["nbs_failed"]),
                 )
-        yield _row(t, runner.method, runner.beta, i, p.n_samples, **values)
+            if result.server_update is not None and i in result.rewards:
+                density, rcos = _reward_stats(result.rewards[i], result.server_update)
+                values.update(reward_density=density, reward_cos=rcos)
+        row = _row(t, runner.method, runner.beta, i, p.n_samples, **values)
+        if runner.missing_column:
+            row["missing"] = int(i in runner.missing)
+        yield row
 
 
 class _Evaluator:
@@ -263,6 +221,7 @@ class _Evaluator:
         self, init_model: nn.Module, x: Tensor, y: Tensor, device: torch.device
     ):
         self.scratch = copy.deepcopy(init_model).to(device)
+        self.n_params = sum(p.numel() for p in self.scratch.parameters())
         self.x = x
         self.y = y
 
@@ -416,9 +375,7 @@ def simulate(
     x_test = torch.as_tensor(test_data[0]).to(dev, torch.float32)
     y_test = torch.as_tensor(test_data[1]).to(dev, torch.long)
     init_model = copy.deepcopy(init_model).to(dev)
-    theta_0 = flatten_parameters(init_model)
     evaluator = _Evaluator(init_model, x_test, y_test, dev)
-    emit = on_round if on_round is not None else (lambda row: None)
 
     def parties() -> list[FLParty]:
         return [
@@ -436,6 +393,49 @@ def simulate(
             for i, (x, y) in enumerate(data)
         ]
 
+    runners = make_runners(
+        init_model, n_parties, parties, betas, baselines, gamma=gamma, alpha=alpha,
+        local_epochs=local_epochs, aggregator=aggregator, nbs=nbs,
+    )  # fmt: skip
+    return play_rounds(
+        runners, evaluator, sizes, aggregator, rounds=rounds,
+        local_epochs=local_epochs, eval_every=eval_every, device=dev,
+        on_round=on_round, progress=progress,
+    )  # fmt: skip
+
+
+def make_runners(
+    init_model: nn.Module,
+    n_parties: int,
+    parties: Callable[[], list[Any]],
+    betas: Sequence[float],
+    baselines: Sequence[Baseline | str],
+    *,
+    gamma: float,
+    alpha: float,
+    local_epochs: int,
+    aggregator: AggregatorKind,
+    nbs: NbsSolver | None = None,
+) -> list[_Runner]:
+    """One runner per method, in the order Standalone, FedAvg, CGSV(β_1), ….
+
+    Args:
+        init_model: θ_0 (on the device).
+        n_parties: N.
+        parties: builds one fresh list of parties (`FLParty`, or a message-passing
+            engine's server-side mirrors of them) per call.
+        betas: one CGSV run per β.
+        baselines: any of ``"standalone"``, ``"fedavg"``.
+        gamma: Γ.
+        alpha: the CGSV decay.
+        local_epochs: E.
+        aggregator: the CGSV server weighting.
+        nbs: the Nash bargaining solver.
+
+    Returns:
+        The runners.
+    """
+    theta_0 = flatten_parameters(init_model)
     runners = []
     if "standalone" in baselines:
         runners.append(_Runner("standalone", parties()))
@@ -456,11 +456,48 @@ def simulate(
         )
         strategy.summary()
         runners.append(_Runner("cgsv", parties(), strategy, FLParty.fit, strategy.beta))
+    return runners
 
+
+#: Plays round t for every runner at once (a message-passing engine: one message
+#: per party); returns (result, round seconds, server seconds) per runner.
+PlayAll = Callable[
+    [Sequence[_Runner], int], list[tuple[RoundResult | None, float, float | None]]
+]
+
+
+def play_rounds(
+    runners: Sequence[_Runner],
+    evaluator: _Evaluator,
+    sizes: list[int],
+    aggregator: AggregatorKind,
+    *,
+    rounds: int,
+    local_epochs: int,
+    eval_every: int,
+    device: torch.device,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = False,
+    play_all: PlayAll | None = None,
+) -> SimulationSummary:
+    """The lock-step loop of `simulate` over rounds and runners (docs/cgsv.md §2, §6).
+
+    In process each runner plays its round in turn (`_play_round`); with
+    ``play_all`` every runner's round t is played first, in one exchange per party,
+    then evaluated and reported runner by runner, in the same order.
+
+    Returns:
+        The `SimulationSummary`.
+    """
+    emit = on_round if on_round is not None else (lambda row: None)
     for t in tqdm(range(rounds), disable=not progress, desc="fl rounds"):
         evaluate = t % eval_every == 0 or t == rounds - 1
-        for runner in runners:
-            result, round_s, server_s = _play_round(runner, t, local_epochs, dev)
+        played = play_all(runners, t) if play_all is not None else None
+        for k, runner in enumerate(runners):
+            if played is not None:
+                result, round_s, server_s = played[k]
+            else:
+                result, round_s, server_s = _play_round(runner, t, local_epochs, device)
             if server_s is not None:
                 runner.round_s.append(round_s)
                 runner.server_s.append(server_s)
@@ -476,121 +513,6 @@ def simulate(
             shown = accs or [None] * len(runner.parties)
             for row in _rows(runner, t, result, shown, server_acc, (round_s, server_s)):
                 emit(row)
-    summary = _summary(runners, theta_0, sizes, aggregator)
+    summary = _summary(runners, evaluator.n_params, sizes, aggregator)
     _log_summary(summary)
     return summary
-
-
-def _log_summary(summary: SimulationSummary) -> None:
-    for run in summary.cgsv:
-        logger.info(
-            "cgsv beta %s: fairness %s, reward fairness %s, performance %.4f, "
-            "server %.4f",
-            run.beta,
-            run.fairness,
-            run.reward_fairness,
-            run.performance,
-            run.server_acc,
-        )
-    logger.info("fedavg: %s; timing %s", summary.fedavg, summary.timing)
-
-
-def _summary(
-    runners: Sequence[_Runner],
-    theta_0: Tensor,
-    sizes: list[int],
-    aggregator: AggregatorKind,
-) -> SimulationSummary:
-    """Final accuracies, fairness and timing of every runner (docs/cgsv.md §7)."""
-    finals = {r.method: _final(r) for r in runners if r.method != "cgsv"}
-    sa_acc = finals["standalone"][0] if "standalone" in finals else None
-    standalone = {"test_acc": sa_acc} if sa_acc is not None else None
-    fedavg = None
-    if "fedavg" in finals:
-        accs, global_acc = finals["fedavg"]
-        fedavg = {
-            "test_acc": accs,
-            "global_acc": global_acc,
-            "fairness": fairness(sa_acc, accs) if sa_acc is not None else None,
-            "performance": performance(accs),
-        }
-    cgsv = []
-    for runner in runners:
-        if runner.method != "cgsv":
-            continue
-        strategy = runner.strategy
-        if not isinstance(strategy, GradientRewardStrategy):
-            raise RuntimeError("A cgsv runner must hold a GradientRewardStrategy")
-        accs, server_acc = _final(runner)
-        cgsv.append(
-            CgsvRun(
-                beta=strategy.beta,
-                test_acc=accs,
-                server_acc=server_acc,  # type: ignore[arg-type]
-                fairness=fairness(sa_acc, accs) if sa_acc is not None else None,
-                reward_fairness=(
-                    reward_fairness(sa_acc, strategy.r) if sa_acc is not None else None
-                ),
-                performance=performance(accs),
-                final_r=strategy.r.tolist(),
-                final_q=reward_fractions(strategy.r, strategy.beta).tolist(),
-                nbs_failures=runner.nbs_failures,
-            )
-        )
-    times: dict[str, list[float]] = {
-        "cgsv": [],
-        "cgsv_srv": [],
-        "fedavg": [],
-        "fedavg_srv": [],
-    }
-    for runner in runners:
-        if runner.method != "standalone":
-            times[runner.method] += runner.round_s
-            times[f"{runner.method}_srv"] += runner.server_s
-    return SimulationSummary(
-        n_params=int(theta_0.numel()),
-        party_sizes=sizes,
-        aggregator=aggregator,
-        standalone=standalone,
-        fedavg=fedavg,
-        cgsv=cgsv,
-        timing=_timing(times),
-    )
-
-
-def _final(runner: _Runner) -> tuple[list[float], float | None]:
-    """The runner's last evaluated accuracies (the last round is always evaluated)."""
-    if runner.final is None:
-        raise RuntimeError(f"The {runner.method} runner was never evaluated")
-    return runner.final
-
-
-def _median(values: Sequence[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def _timing(times: Mapping[str, list[float]]) -> Timing:
-    cg = _median(times["cgsv"])
-    cg_srv = _median(times["cgsv_srv"])
-    fa = _median(times["fedavg"])
-    fa_srv = _median(times["fedavg_srv"])
-    if cg is None or cg_srv is None:
-        raise RuntimeError("No CGSV round was timed")
-    overhead = cg / fa - 1.0 if fa else None
-    server_overhead = cg_srv / fa_srv - 1.0 if fa_srv else None
-    goal_met = None if overhead is None else overhead < OVERHEAD_GOAL
-    if goal_met is False:
-        logger.warning(
-            "CGSV round-time overhead %.1f%% misses the %.0f%% goal (docs/cgsv.md §7)",
-            100 * overhead,  # type: ignore[operator]
-            100 * OVERHEAD_GOAL,
-        )
-    return Timing(
-        cgsv_round_s=cg,
-        fedavg_round_s=fa,
-        overhead=overhead,
-        server_overhead=server_overhead,
-        goal_met=goal_met,
-        cgsv_server_s=cg_srv,
-        fedavg_server_s=fa_srv,
-    )

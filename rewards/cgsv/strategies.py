@@ -15,7 +15,7 @@ protocol: ``configure_round(t)`` gives every party its config, and
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -91,8 +91,13 @@ class Strategy(Protocol):
         """Per-party configs for round t: ``{party_id: config}``."""
         ...
 
-    def aggregate_round(self, round: int, uploads: Sequence[Upload]) -> RoundResult:
-        """Combine the parties' uploads of round t and move the server."""
+    def aggregate_round(
+        self,
+        round: int,
+        uploads: Sequence[Upload],
+        missing: Mapping[int, int] | None = None,
+    ) -> RoundResult:
+        """Combine the uploads of round t; ``missing``: {id: n_i} not answering."""
         ...
 
     def summary(self) -> dict[str, Any]:
@@ -193,21 +198,40 @@ class GradientRewardStrategy:
                 f"Argument `round` must be {self.round} (the next round), got {round!r}"
             )
 
-    def aggregate_round(self, round: int, uploads: Sequence[Upload]) -> RoundResult:
-        """Steps 3–8 of docs/cgsv.md §2 for one round.
+    def aggregate_round(
+        self,
+        round: int,
+        uploads: Sequence[Upload],
+        missing: Mapping[int, int] | None = None,
+    ) -> RoundResult:
+        """Steps 3–8 of docs/cgsv.md §2 for one round, with dropped parties (§2.1).
+
+        A missing party (``missing = {party_id: n_i}``) is scored as if its upload
+        were zero: ψ_i = 0, so r_i decays to α r_i (then floor and normalisation);
+        the server weights are those of the present parties, renormalised; it gets
+        no reward this round.
 
         Args:
             round: must equal the strategy's round counter.
-            uploads: [(party_id, u_i, n_i)] for every party, u_i (D,) float32.
+            uploads: [(party_id, u_i, n_i)] for every present party, u_i (D,) float32.
+            missing: {party_id: n_i} of the parties that did not answer.
 
         Returns:
-            The `RoundResult`; θ_S, r and the round counter are updated.
+            The `RoundResult`; θ_S, r and the round counter are updated;
+            ``metrics["missing"]`` lists the missing ids.
 
         Raises:
-            ValueError: on a wrong round, missing or duplicate parties, or shapes.
+            ValueError: on a wrong round, missing or duplicate parties, or shapes;
+                or fewer than 2 present parties.
         """
         self._check_round(round)
-        ordered = sorted(uploads, key=lambda item: item[0])
+        gone = dict(missing or {})
+        dim = self.theta.numel()
+        zero = torch.zeros(dim, dtype=self.theta.dtype, device=self.theta.device)
+        ordered = sorted(
+            [*uploads, *((i, zero, n) for i, n in gone.items())],
+            key=lambda item: item[0],
+        )
         ids = [int(item[0]) for item in ordered]
         if ids != list(range(self.n_parties)):
             raise ValueError(
@@ -215,14 +239,11 @@ class GradientRewardStrategy:
                 f"0..{self.n_parties - 1} once, "
                 f"got ids {ids}"
             )
-        dim = self.theta.numel()
         if any(item[1].shape != (dim,) for item in ordered):
             raise ValueError(f"Argument `uploads` must hold vectors of {dim} entries")
         uploads_mat = torch.stack([item[1].to(self.theta.device) for item in ordered])
         n = np.asarray([item[2] for item in ordered], dtype=np.float64)
-        w, nbs_failed = aggregation_weights(
-            self.aggregator, n, self.r, uploads_mat, round, nbs=self.nbs
-        )
+        w, nbs_failed = self._weights(n, uploads_mat, round, sorted(gone))
         server_update = torch.as_tensor(
             w, dtype=uploads_mat.dtype, device=uploads_mat.device
         )
@@ -232,7 +253,7 @@ class GradientRewardStrategy:
         self.r = update_importance(self.r, psi, self.alpha)
         q = reward_fractions(self.r, self.beta)
         reward_rows = flat_layer_topk(server_update, self.sizes, q)
-        rewards = {i: reward_rows[i] for i in range(self.n_parties)}
+        rewards = {i: reward_rows[i] for i in range(self.n_parties) if i not in gone}
         if self.deliver_rewards_in_config:
             self._pending = dict(rewards)
         self.round += 1
@@ -246,8 +267,33 @@ class GradientRewardStrategy:
                 "q": q,
                 "w": w,
                 "nbs_failed": nbs_failed,
+                "missing": sorted(gone),
             },
         )
+
+    def _weights(
+        self, n: np.ndarray, uploads: Tensor, round: int, gone: list[int]
+    ) -> tuple[np.ndarray, bool]:
+        """Step 3 over the present parties only; a missing party's weight is 0."""
+        if not gone:
+            return aggregation_weights(
+                self.aggregator, n, self.r, uploads, round, nbs=self.nbs
+            )
+        here = [i for i in range(self.n_parties) if i not in gone]
+        if len(here) < 2:
+            raise ValueError(f"Round {round} needs >= 2 present parties, got {here}")
+        prev = self.r[here]
+        w_here, failed = aggregation_weights(
+            self.aggregator,
+            n[here],
+            prev / prev.sum() if round > 0 else prev,
+            uploads[here],
+            round,
+            nbs=self.nbs,
+        )
+        w = np.zeros(self.n_parties)
+        w[here] = w_here
+        return w, failed
 
     def summary(self) -> dict[str, Any]:
         """Log and return the configuration and state (r, round counter)."""
@@ -296,39 +342,55 @@ class FedAvgStrategy:
             for i in range(self.n_parties)
         }
 
-    def aggregate_round(self, round: int, results: Sequence[Upload]) -> RoundResult:
-        """θ_F ← Σ_i w_i θ_i^new with w = n/Σn.
+    def aggregate_round(
+        self,
+        round: int,
+        results: Sequence[Upload],
+        missing: Mapping[int, int] | None = None,
+    ) -> RoundResult:
+        """θ_F ← Σ_i w_i θ_i^new with w = n/Σn over the present parties.
 
         Args:
             round: the round t (must be the next round).
-            results: [(party_id, flat θ_i^new, n_i)] for every party.
+            results: [(party_id, flat θ_i^new, n_i)] for every present party.
+            missing: {party_id: n_i} of the parties that did not answer (weight 0).
 
         Returns:
             The `RoundResult`: no server update or rewards, ``metrics["w"]`` the (N,)
-            float64 weights w.
+            float64 weights w, ``metrics["missing"]`` the missing ids.
 
         Raises:
             ValueError: on a wrong round or missing parties.
         """
         if round != self.round:
             raise ValueError(f"Argument `round` must be {self.round}, got {round!r}")
+        gone = dict(missing or {})
         ordered = sorted(results, key=lambda item: item[0])
-        if [int(item[0]) for item in ordered] != list(range(self.n_parties)):
+        ids = sorted([*(int(item[0]) for item in ordered), *gone])
+        if ids != list(range(self.n_parties)):
             raise ValueError("Argument `results` must hold each party once")
-        w, _ = aggregation_weights(
+        if len(ordered) < 2:
+            raise ValueError(f"Round {round} needs >= 2 present parties, got {ids}")
+        w_here, _ = aggregation_weights(
             "fedavg",
             [item[2] for item in ordered],
-            np.zeros(self.n_parties),
+            np.zeros(len(ordered)),
             None,
             round,
         )
         stacked = torch.stack([item[1] for item in ordered])
         self.theta = (
-            torch.as_tensor(w, dtype=stacked.dtype, device=stacked.device) @ stacked
+            torch.as_tensor(w_here, dtype=stacked.dtype, device=stacked.device)
+            @ stacked
         )
+        w = np.zeros(self.n_parties)
+        w[[int(item[0]) for item in ordered]] = w_here
         self.round += 1
         return RoundResult(
-            round=round, server_update=None, rewards={}, metrics={"w": w}
+            round=round,
+            server_update=None,
+            rewards={},
+            metrics={"w": w, "missing": sorted(gone)},
         )
 
     def summary(self) -> dict[str, Any]:

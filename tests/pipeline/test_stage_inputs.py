@@ -200,6 +200,7 @@ def test_infeasible_reward_lp_names_the_fix(gmm_pool, capsys):
     small = ("gan.n_candidates=20",)
     assert _run("gan", run, config, *small) == 0
     assert _run("value", run, config, *small) == 0
+    capsys.readouterr()  # the earlier stages' log lines are not the reward's error
     rc = _run("reward", run, config, *small)
     _one_line_error(capsys, rc, "gan.n_candidates")
     assert not paths.manifest(run, "reward").exists()

@@ -15,6 +15,7 @@ from rewards.cgm.privacy import (
     near_copy_share,
     near_copy_threshold,
     nearest_distances,
+    privacy_measures,
 )
 
 
@@ -240,3 +241,82 @@ _Y = np.ones((4, 2))
 def test_bad_input(call, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         call()
+
+
+# ---- privacy_measures: every measure against a brute-force cdist oracle --------
+
+
+def _oracle(parties, holdout, rewards, q=0.01):
+    pooled = np.concatenate(parties)
+    d_pp = cdist(pooled, pooled)
+    np.fill_diagonal(d_pp, np.inf)
+    thr = np.quantile(d_pp.min(axis=1), q)
+    h_by = [cdist(holdout, p).min(axis=1) for p in parties]
+    out = []
+    for i, r in enumerate(rewards):
+        if r is None or len(r) == 0:
+            out.append(None)
+            continue
+        r_pool = cdist(r, pooled).min(axis=1)
+        h_pool = cdist(holdout, pooled).min(axis=1)
+        ratios = [
+            None if j == i else np.median(cdist(r, p).min(axis=1)) / np.median(h_by[j])
+            for j, p in enumerate(parties)
+        ]
+        members = -cdist(pooled, r).min(axis=1)
+        non = -cdist(holdout, r).min(axis=1)
+        labels = np.r_[np.ones(len(members)), np.zeros(len(non))]
+        out.append(
+            {
+                "ratio": np.median(r_pool) / np.median(h_pool),
+                "p5": np.percentile(r_pool, 5),
+                "ratios": ratios,
+                "share": np.mean(r_pool < thr),
+                "auc": roc_auc_score(labels, np.r_[members, non]),
+            }
+        )
+    return thr, out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_privacy_measures_match_a_brute_force_oracle(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    parties = [rng.normal(size=(int(rng.integers(5, 40)), 4)) for _ in range(3)]
+    holdout = rng.normal(size=(25, 4))
+    rewards = [rng.normal(size=(17, 4)), None, np.concatenate([parties[0][:5]])]
+    got = privacy_measures(parties, holdout, rewards, chunk_size=7)
+    thr, want = _oracle(parties, holdout, rewards)
+    # float64 distances by two different formulas: agree to rounding
+    assert got["near_copy_threshold"] == pytest.approx(thr, rel=1e-9)
+    for g, w in zip(got["parties"], want, strict=True):
+        if w is None:
+            assert g["dcr"] is None
+            assert g["mia_auc"] is None
+            continue
+        assert g["dcr"]["ratio"] == pytest.approx(w["ratio"], rel=1e-9)
+        assert g["dcr"]["reward_p5"] == pytest.approx(w["p5"], rel=1e-9, abs=1e-12)
+        for a, b in zip(g["dcr_ratio_by_party"], w["ratios"], strict=True):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert a == pytest.approx(b, rel=1e-9)
+        assert g["near_copy_share"] == pytest.approx(w["share"])
+        assert g["mia_auc"] == pytest.approx(w["auc"], rel=1e-12)
+
+
+def test_privacy_measures_flag_copies_of_training_rows() -> None:
+    rng = np.random.default_rng(5)
+    parties = [rng.normal(size=(200, 3)) for _ in range(2)]
+    holdout = rng.normal(size=(200, 3))
+    fresh = rng.normal(size=(150, 3))  # same distribution, never seen
+    copies = parties[0][:150]
+    out = privacy_measures(parties, holdout, [fresh, copies])
+    clean, leak = out["parties"]
+    assert leak["near_copy_share"] == 1.0
+    assert clean["near_copy_share"] < 0.1
+    assert leak["dcr"]["ratio"] < 1e-6 < clean["dcr"]["ratio"]
+    assert leak["mia_auc"] > 0.6 > clean["mia_auc"] > 0.4
+
+
+def test_privacy_measures_refuse_a_wrong_number_of_rewards() -> None:
+    with pytest.raises(ValueError, match="one entry per party"):
+        privacy_measures([np.zeros((3, 1)), np.ones((3, 1))], np.zeros((2, 1)), [None])
