@@ -93,26 +93,36 @@ def read_guard(run_dir: Path) -> dict[str, Any]:
     return {**guard, "keep": kept_candidates(guard), "path": path}
 
 
-def privacy_report(
-    run_dir: Path, pool: Pool, up: RewardInputs, guard: dict[str, Any]
-) -> dict[str, Any]:
-    """The body of ``evaluate/privacy.json`` (docs/cgm.md §8.5).
-
-    Every measure of `rewards.cgm.privacy.privacy_measures` in the feature space
-    (the vectors the kernel sees) and in the data space (the rows as stored,
-    flattened), with the held-out test rows as the baseline.
+def read_test_features(run_dir: Path) -> np.ndarray:
+    """The held-out rows through the feature map (``test`` of ``value/features.h5``).
 
     Raises:
         UsageError: if ``value/features.h5`` predates the ``test`` features.
     """
-    n = up.values.n_parties
     try:
-        f_test = read_h5(paths.features(run_dir), names=("test",))[0]["test"]
+        return read_h5(paths.features(run_dir), names=("test",))[0]["test"]
     except (KeyError, ValueError) as e:
         raise UsageError(
             f"{paths.features(run_dir)}: no test features ({e}); rerun `synthreward "
             "value`"
         ) from e
+
+
+def privacy_report(
+    run_dir: Path,
+    pool: Pool,
+    up: RewardInputs,
+    guard: dict[str, Any],
+    f_test: np.ndarray,
+) -> dict[str, Any]:
+    """The body of ``evaluate/privacy.json`` (docs/cgm.md §8.5).
+
+    Every measure of `rewards.cgm.privacy.privacy_measures` in the feature space
+    (the vectors the kernel sees; ``f_test`` from `read_test_features`) and in the
+    data space (the rows as stored, flattened), with the held-out test rows as the
+    baseline.
+    """
+    n = up.values.n_parties
     idx = [
         read_h5(paths.reward_file(run_dir, i), names=("candidate_index",))[0][
             "candidate_index"

@@ -24,7 +24,12 @@ from pipeline.inputs import (
     sampler_settings,
     wall_times,
 )
-from pipeline.party_eval import party_row, privacy_report, read_guard
+from pipeline.party_eval import (
+    party_row,
+    privacy_report,
+    read_guard,
+    read_test_features,
+)
 from rewards.cgm.evaluation import Reference, alpha_correlations, beta_sweep
 from rewards.metrics import pearson_or_none
 
@@ -55,7 +60,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
     n_t = len(feats["reference"])
     ref = Reference(feats["reference"], values.lengthscale, values.v_reference * n_t**2)
     seed = manifest.stage_int_seed(cfg.seed, "evaluate")
-    guard = read_guard(run_dir)
+    guard, f_test = read_guard(run_dir), read_test_features(run_dir)
     keep = guard["keep"]  # the β sweep draws from the rows the guard kept (§8.5)
     t0 = manifest.begin(run_dir, "evaluate")
     rows = [
@@ -85,7 +90,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         "v_star": up.rewards["v_star"],
         "lengthscale": values.lengthscale,
     }
-    privacy = privacy_report(run_dir, pool, up, guard)
+    privacy = privacy_report(run_dir, pool, up, guard, f_test)
     report_json = paths.evaluate_file(run_dir, "report.json")
     outputs = {"report_json": manifest.write_json(report_json, body)}
     privacy_json = paths.evaluate_file(run_dir, "privacy.json")
