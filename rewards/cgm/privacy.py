@@ -197,17 +197,9 @@ def dcr(
     t = _as_rows("train", train)
     h = _as_rows("holdout", holdout)
     _same_width(("reward", "train", "holdout"), r, t, h)
-    d_r = _nearest(r, t, chunk_size, False)
-    d_h = _nearest(h, t, chunk_size, False)
-    r_med = float(np.median(d_r))
-    h_med = float(np.median(d_h))
-    return {
-        "reward_median": r_med,
-        "reward_p5": float(np.percentile(d_r, 5)),
-        "holdout_median": h_med,
-        "holdout_p5": float(np.percentile(d_h, 5)),
-        "ratio": r_med / h_med if h_med > 0 else float("nan"),
-    }
+    return _summary(
+        _nearest(r, t, chunk_size, False), _nearest(h, t, chunk_size, False)
+    )
 
 
 def near_copy_threshold(
