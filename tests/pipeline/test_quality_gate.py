@@ -10,29 +10,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import pytest
 
 from pipeline.cli import main
+from tests.pipeline.tables import write_patients_csv
 
 PARTIES = ("a", "b", "c")
 
 
 def _csv(path: Path, n: int = 150, seed: int = 0) -> Path:
     """Label = smoker (easy to learn); two continuous columns, two categoricals."""
-    rng = np.random.default_rng(seed)
-    smoker = rng.choice(["yes", "no"], n)
-    cols = {
-        "age": rng.normal(50.0, 10.0, n).round(1).tolist(),
-        "region": rng.choice(["north", "south", "east"], n).tolist(),
-        "bmi": (rng.normal(25.0, 4.0, n) + 6 * (smoker == "yes")).round(2).tolist(),
-        "smoker": smoker.tolist(),
-        "outcome": np.where(smoker == "yes", "sick", "healthy").tolist(),
-        "site": [PARTIES[i % 3] for i in range(n)],
-    }
-    pacsv.write_csv(pa.table(cols), path)
+    write_patients_csv(path, PARTIES, "site", n, seed)
     return path
 
 

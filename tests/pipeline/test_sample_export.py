@@ -10,29 +10,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
+from tests.pipeline.tables import write_patients_csv
 
 PARTIES = ("north bank", "south bank", "east bank")
 
 
-def _csv(path, n: int = 180, seed: int = 1):
-    rng = np.random.default_rng(seed)
-    smoker = rng.choice(["yes", "no"], n)
-    cols = {
-        "age": rng.normal(50.0, 10.0, n).round(1).tolist(),
-        "region": rng.choice(["north", "south", "east"], n).tolist(),
-        "bmi": (rng.normal(25.0, 4.0, n) + 6 * (smoker == "yes")).round(2).tolist(),
-        "smoker": smoker.tolist(),
-        "outcome": np.where(smoker == "yes", "sick", "healthy").tolist(),
-        "bank": [PARTIES[i % 3] for i in range(n)],
-    }
-    pacsv.write_csv(pa.table(cols), path)
-    return cols
+def _csv(path):
+    return write_patients_csv(path, PARTIES, "bank", n=180, seed=1)
 
 
 def _run(stage, run, sets) -> int:
