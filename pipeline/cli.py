@@ -26,7 +26,7 @@ from types import FrameType, ModuleType
 from typing import NoReturn
 
 from pipeline import manifest, paths
-from pipeline.config import RunConfig, load_config
+from pipeline.config import RunConfig, load_config, resolve_threads
 from pipeline.errors import UsageError
 
 logger = logging.getLogger("synthreward")
@@ -62,6 +62,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="root seed (replaces the config's)")
     p.add_argument("--quiet", action="store_true", help="warnings only, no bars")
     return p
+
+
+def apply_threads(threads: int) -> None:
+    """Give torch, BLAS and every child process ``threads`` CPU threads.
+
+    Children (sampler workers, Flower processes) read the environment at start.
+
+    Args:
+        threads: the resolved ``threads`` setting (docs/interface.md §4.4, §7).
+    """
+    import threadpoolctl
+    import torch
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    torch.set_num_threads(threads)
+    threadpoolctl.threadpool_limits(threads)
+    logger.info("threads: %d per process", threads)
 
 
 def stage_module(stage: str) -> ModuleType:
@@ -251,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             for handler in logging.getLogger().handlers:
                 handler.setLevel(logging.WARNING if args.quiet else logging.INFO)
             cfg = load_config(args.config or DEFAULT_CONFIG, args.set, args.seed)
+            apply_threads(resolve_threads(cfg.threads))
             progress = sys.stderr.isatty() and not args.quiet
             created = _check_run_dir(args.run_dir)
             try:

@@ -3,6 +3,7 @@ import tomllib
 
 import pytest
 
+from pipeline import config as config_mod
 from pipeline.cli import DEFAULT_CONFIG
 from pipeline.config import ConfigError, RunConfig, load_config, parse_set
 
@@ -13,11 +14,26 @@ def test_default_toml_equals_dataclass_defaults():
     assert load_config(DEFAULT_CONFIG) == RunConfig()
     # every field of every table is written out in the file
     for field in dataclasses.fields(RunConfig):
-        if field.name == "seed":
-            assert "seed" in raw
+        if field.name in ("seed", "threads"):  # the top-level keys
+            assert field.name in raw
             continue
         table = getattr(RunConfig(), field.name)
         assert set(raw[field.name]) == {f.name for f in dataclasses.fields(table)}
+
+
+def test_threads_auto_is_half_the_cpus_and_recorded_resolved(monkeypatch):
+    monkeypatch.setattr(config_mod.os, "sched_getaffinity", lambda pid: set(range(6)))
+    assert config_mod.resolve_threads("auto") == 3
+    monkeypatch.setattr(config_mod.os, "sched_getaffinity", lambda pid: {0})
+    assert config_mod.resolve_threads("auto") == 1  # never 0
+    monkeypatch.setattr(config_mod.os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert config_mod.resolve_threads("auto") == config_mod.MAX_AUTO_THREADS
+    assert RunConfig(threads=5).tables("sample")["threads"] == 5
+
+
+def test_threads_refuses_zero():
+    with pytest.raises(ConfigError, match="threads"):
+        load_config(None, ["threads=0"])
 
 
 def _write(tmp_path, text):
@@ -128,7 +144,7 @@ def test_bounds_are_declared_beside_the_fields():
 
     # Prepare
     hints = typing.get_type_hints(RunConfig, include_extras=True)
-    tables = [t for n, t in hints.items() if n != "seed"]
+    tables = [t for n, t in hints.items() if n not in ("seed", "threads")]
     # Execute
     bounded = {
         (t.__name__, name)
