@@ -102,6 +102,12 @@ def run_party(
 ) -> SamplingResult:
     """The loop of docs/cgm.md §7.1 on running float64 sums (§7.2), checked inputs.
 
+    Each step performs the operations of `candidate_values`, `choose` and
+    `kernel_column` in the same order on preallocated buffers (`_Workspace`), so the
+    candidates, the random stream and the value trace are bitwise those of the
+    allocating formulation. Taken candidates get t_c = −inf in a private copy of t,
+    which makes their v'(c) = −inf without a masking pass.
+
     Args:
         g: (n_G, d) float64 candidate features.
         t: (n_G,) float64, t_c = Σ_{y∈T} k(c, y).
@@ -130,28 +136,36 @@ def run_party(
     stall_limit = math.ceil(STALL_FRACTION * n_g)
     inv_two_l2 = 1.0 / (2.0 * lengthscale**2)
     s = np.array(state.s, dtype=np.float64)  # own copy: updated in place
+    t_live = np.array(t, dtype=np.float64)  # own copy: −inf where taken
     gc = g - g.mean(0)
     g2 = np.einsum("ij,ij->i", gc, gc)
     a_sum, b_sum, m = float(state.A), float(state.B), int(state.n_party)
-    taken = np.zeros(n_g, dtype=bool)
     mu = 2.0 * b_sum / (m * n_t) - a_sum / (m * m)
     start, mu_max, stall = mu, mu, 0
     greedy = math.isinf(beta)
+    ws = _Workspace.for_pool(n_g)
     chosen: list[int] = []
     trace: list[float] = []
     reason: StopReason = "exhausted"
     bar = tqdm(total=n_g - 1, disable=not progress)
     while True:
-        if n_g - len(chosen) <= 1:
+        n_avail = n_g - len(chosen)
+        if n_avail <= 1:
             reason = "exhausted"
             break
-        v = candidate_values(s, t, a_sum, b_sum, m, n_t)
-        c = choose(v, taken, mu, beta, greedy, rng)
+        v = _values_into(ws.v, ws.scratch, s, t_live, a_sum, b_sum, m, n_t)
+        if greedy:
+            c = int(np.argmax(v))  # first maximum; taken candidates are −inf
+        else:
+            avail = ws.avail[:n_avail]
+            p = np.take(v, avail, out=ws.p[:n_avail], mode="clip")  # v[avail]
+            c = int(avail[_draw_position(p, ws.cdf[:n_avail], mu, beta, rng)])
+            _remove_sorted(ws.avail, n_avail, c)
         mu = float(v[c])
         a_sum += 2.0 * s[c] + 1.0
         b_sum += t[c]
         m += 1
-        taken[c] = True
+        t_live[c] = -math.inf
         chosen.append(c)
         trace.append(mu)
         bar.update(1)
@@ -165,7 +179,7 @@ def run_party(
         if stall >= stall_limit:
             reason = "stall"
             break
-        s += kernel_column(gc, g2, c, inv_two_l2)
+        s += _kernel_column_into(ws.column, ws.scratch, gc, g2, c, inv_two_l2)
     bar.close()
     return SamplingResult(
         candidate_index=np.asarray(chosen, dtype=np.int64),
@@ -174,6 +188,35 @@ def run_party(
         start_value=float(start),
         best_value=float(max(trace)),
     )
+
+
+@dataclass(frozen=True)
+class _Workspace:
+    """Buffers one party's loop reuses at every step (no per-step allocation).
+
+    Attributes:
+        v: (n_G,) v'(c) for every candidate.
+        scratch: (n_G,) the second operand of `_values_into` / `_kernel_column_into`.
+        column: (n_G,) the kernel column k(G, g_c*).
+        p: (n_G,) the weights over the available candidates (first n_avail used).
+        cdf: (n_G,) their cumulative sums (first n_avail used).
+        avail: (n_G,) int64 available candidates, ascending (first n_avail used).
+    """
+
+    v: NDArray[np.float64]
+    scratch: NDArray[np.float64]
+    column: NDArray[np.float64]
+    p: NDArray[np.float64]
+    cdf: NDArray[np.float64]
+    avail: NDArray[np.int64]
+
+    @classmethod
+    def for_pool(cls, n_g: int) -> _Workspace:
+        """Buffers for a pool of ``n_g`` candidates, all available."""
+        return cls(
+            *(np.empty(n_g, dtype=np.float64) for _ in range(5)),
+            avail=np.arange(n_g, dtype=np.int64),
+        )
 
 
 def candidate_values(
@@ -190,9 +233,36 @@ def candidate_values(
         >>> candidate_values(np.zeros(1), np.ones(1), 1.0, 1.0, 1, 2).round(6)
         array([0.5])
     """
-    return 2.0 * (b_sum + t) / ((m + 1) * n_t) - (a_sum + 2.0 * s + 1.0) / (
-        (m + 1) * (m + 1)
-    )
+    shape = np.broadcast(s, t).shape
+    return _values_into(np.empty(shape), np.empty(shape), s, t, a_sum, b_sum, m, n_t)
+
+
+def _values_into(
+    out: NDArray[np.float64],
+    scratch: NDArray[np.float64],
+    s: NDArray[np.float64],
+    t: NDArray[np.float64],
+    a_sum: float,
+    b_sum: float,
+    m: int,
+    n_t: int,
+) -> NDArray[np.float64]:
+    """`candidate_values` written into ``out`` (``scratch`` is overwritten).
+
+    The operations and their order are those of the expression
+    ``2.0 * (b_sum + t) / ((m + 1) * n_t) - (a_sum + 2.0 * s + 1.0) / ((m + 1) ** 2)``
+    (addition and multiplication swapped only in their operands), so the result is
+    bitwise the same.
+    """
+    np.add(t, b_sum, out=out)
+    out *= 2.0
+    out /= (m + 1) * n_t
+    np.multiply(s, 2.0, out=scratch)
+    scratch += a_sum
+    scratch += 1.0
+    scratch /= (m + 1) * (m + 1)
+    out -= scratch
+    return out
 
 
 def choose(
@@ -208,7 +278,8 @@ def choose(
     Greedy takes the first maximum (ties go to the lowest index); otherwise the
     gains v − μ over the available candidates, in ascending order, are min–max
     scaled to w ∈ [0, 1] (w ≡ 0 if all equal) and c* is drawn with
-    p = softmax(β·w) by ``rng``.
+    p = softmax(β·w) by ``rng``, exactly as ``rng.choice(n_avail, p=p / p.sum())``
+    would draw it (`_draw_position`).
 
     Example:
         >>> v = np.array([0.3, 0.9, 0.9])
@@ -219,12 +290,132 @@ def choose(
         v[taken] = -np.inf
         return int(np.argmax(v))  # first maximum: ties go to the lowest index
     avail = np.flatnonzero(~taken)  # ascending, as the naive sampler lists them
-    delta = v[avail] - mu
-    lo, hi = delta.min(), delta.max()
-    w = (delta - lo) / (hi - lo) if hi > lo else np.zeros_like(delta)
-    z = beta * w
-    p = np.exp(z - z.max())  # max-subtraction: no overflow for large β
-    return int(avail[rng.choice(avail.shape[0], p=p / p.sum())])
+    p = v[avail]
+    return int(avail[_draw_position(p, np.empty_like(p), mu, beta, rng)])
+
+
+def _draw_position(
+    p: NDArray[np.float64],
+    cdf: NDArray[np.float64],
+    mu: float,
+    beta: float,
+    rng: np.random.Generator,
+) -> int:
+    """Position drawn with probability softmax(β·w) of the min–max scaled gains.
+
+    ``p`` holds v'(c) over the available candidates on entry and is overwritten
+    (``cdf`` too). The steps are those of the formulation
+    ``delta = v - mu``, ``w = (delta - lo) / (hi - lo)`` (or 0), ``z = beta * w``,
+    ``p = exp(z - z.max())``, done in place, so every intermediate is bitwise the
+    same; the draw is that of ``rng.choice(len(p), p=p / p.sum())``
+    (`_softmax_draw`).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> _draw_position(np.array([0.0, 1.0, 1.0]), np.empty(3), 0.0, 0.0, rng)
+        1
+    """
+    p -= mu
+    lo, hi = p.min(), p.max()
+    if hi > lo:
+        p -= lo
+        p /= hi - lo
+    else:
+        p.fill(0.0)
+    p *= beta
+    p -= p.max()  # max-subtraction: no overflow for large β
+    np.exp(p, out=p)
+    return _softmax_draw(p, cdf, rng)
+
+
+#: Weights per block of the blocked prefix sums of `_softmax_draw`.
+_DRAW_BLOCK = 512
+
+
+def _softmax_draw(
+    p: NDArray[np.float64], cdf: NDArray[np.float64], rng: np.random.Generator
+) -> int:
+    """The index ``rng.choice(n, p=p / p.sum())`` returns, for weights p ≥ 0.
+
+    `numpy.random.Generator.choice` (``replace=True``, ``size=None``) checks q =
+    p / p.sum() (NaN, sign, sum ≈ 1; no random numbers drawn), then inverts its
+    CDF: ``cdf = q.cumsum(); cdf /= cdf[-1]`` and the index is
+    ``cdf.searchsorted(u, side="right")`` for one ``u = rng.random()``, i.e. the
+    number of cdf_j ≤ u (cdf is non-decreasing). Here u is drawn the same way,
+    and the index is first located on cheap blocked prefix sums R̃_j ≈ P_j / P_n
+    of p (pairwise block sums, their cumsum, one block's cumsum). Every sum is of
+    non-negative terms along at most n + 1 additions, so each of cdf_j and R̃_j is
+    within about (2n+3)·u_r of P_j / P_n ≤ 1 (u_r = 2⁻⁵³; Higham, *Accuracy and
+    Stability of Numerical Algorithms*, §4.2), hence |cdf_j − R̃_j| < E =
+    8(n+8)·u_r, with a margin for the rounding of the comparisons themselves.
+    When R̃_{j−1} + E ≤ u < R̃_j − E the index is certainly j; otherwise (u within
+    E of a step of the CDF: probability about 2E per draw) `_exact_draw` repeats
+    numpy's computation. Either way the index and the generator state afterwards
+    equal those of ``rng.choice`` (tested on random and on constructed p).
+
+    Args:
+        p: (n,) float64 weights, non-negative, max 1 (as ``exp(z - z.max())``).
+        cdf: (n,) float64 buffer for the exact path, overwritten.
+        rng: the generator (one double drawn).
+
+    Returns:
+        The drawn index in [0, n).
+
+    Example:
+        >>> p = np.array([0.2, 1.0, 0.3])
+        >>> a, b = np.random.default_rng(7), np.random.default_rng(7)
+        >>> _softmax_draw(p, np.empty(3), a) == b.choice(3, p=p / p.sum())
+        True
+        >>> a.bit_generator.state == b.bit_generator.state
+        True
+    """
+    n = p.shape[0]
+    head = n - n % _DRAW_BLOCK
+    sums = np.empty(head // _DRAW_BLOCK + 1)
+    np.add.reduce(p[:head].reshape(-1, _DRAW_BLOCK), axis=1, out=sums[:-1])
+    sums[-1] = p[head:].sum()
+    np.cumsum(sums, out=sums)
+    total = float(sums[-1])
+    if not (math.isfinite(total) and total > 0.0):
+        return int(rng.choice(n, p=p / p.sum()))  # raises numpy's own error
+    u = rng.random()
+    b = min(int(sums.searchsorted(u * total, side="right")), sums.shape[0] - 1)
+    start = b * _DRAW_BLOCK
+    before = float(sums[b - 1]) if b > 0 else 0.0
+    local = np.cumsum(p[start : start + _DRAW_BLOCK])
+    local += before
+    local /= total  # R̃ over block b
+    j = int(local.searchsorted(u, side="right"))
+    bound = 8.0 * (n + 8) * 2.0**-53
+    if j < local.shape[0] and local[j] - bound > u:
+        prev = local[j - 1] if j > 0 else (before / total if b > 0 else -math.inf)
+        if prev + bound <= u:
+            return start + j
+    return _exact_draw(p, cdf, u)
+
+
+def _exact_draw(p: NDArray[np.float64], cdf: NDArray[np.float64], u: float) -> int:
+    """The inversion numpy's ``choice(n, p=p / p.sum())`` performs, for uniform ``u``.
+
+    Example:
+        >>> _exact_draw(np.array([1.0, 1.0]), np.empty(2), 0.5)
+        1
+    """
+    np.divide(p, p.sum(), out=cdf)  # q = p / p.sum()
+    np.cumsum(cdf, out=cdf)
+    cdf /= cdf[-1]
+    return int(cdf.searchsorted(u, side="right"))
+
+
+def _remove_sorted(avail: NDArray[np.int64], n_avail: int, c: int) -> None:
+    """Remove ``c`` from the ascending ``avail[:n_avail]``, keeping the order.
+
+    Example:
+        >>> a = np.array([1, 4, 6, 9]); _remove_sorted(a, 4, 4); a[:3].tolist()
+        [1, 6, 9]
+    """
+    pos = int(np.searchsorted(avail[:n_avail], c))
+    avail[pos : n_avail - 1] = avail[pos + 1 : n_avail]
 
 
 def kernel_column(
@@ -239,9 +430,32 @@ def kernel_column(
         >>> kernel_column(gc, (gc**2).sum(1), 0, 0.5).round(6)
         array([1.      , 0.606531])
     """
-    d2 = g2 + g2[c] - 2.0 * (gc @ gc[c])
-    np.maximum(d2, 0.0, out=d2)
-    return np.exp(-d2 * inv_two_l2)
+    n_g = gc.shape[0]
+    return _kernel_column_into(np.empty(n_g), np.empty(n_g), gc, g2, c, inv_two_l2)
+
+
+def _kernel_column_into(
+    out: NDArray[np.float64],
+    scratch: NDArray[np.float64],
+    gc: NDArray[np.float64],
+    g2: NDArray[np.float64],
+    c: int,
+    inv_two_l2: float,
+) -> NDArray[np.float64]:
+    """`kernel_column` written into ``out`` (``scratch`` is overwritten).
+
+    The operations of ``d2 = g2 + g2[c] - 2.0 * (gc @ gc[c])``, clamp at 0,
+    ``exp(-d2 * inv_two_l2)``, in that order; ``(-d2)·x`` is computed as
+    ``d2·(−x)``, the same double since rounding is symmetric in sign.
+    """
+    np.matmul(gc, gc[c], out=scratch)
+    scratch *= 2.0
+    np.add(g2, g2[c], out=out)
+    out -= scratch
+    np.maximum(out, 0.0, out=out)
+    out *= -inv_two_l2
+    np.exp(out, out=out)
+    return out
 
 
 # ------------------------------------------------------------------ process pool
