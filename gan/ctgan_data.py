@@ -307,13 +307,30 @@ def from_model_space(tf: dict[str, Any], m: torch.Tensor) -> torch.Tensor:
             # of capital-gain): its samples are the mode itself
             v = mu + torch.where(sd < POINT_MODE_STD, 0.0, 4 * sd) * m[:, a]
             if c["integral"]:
-                v = (torch.round(v * c["std"] + c["mean"]) - c["mean"]) / c["std"]
+                v = _integral(v, c["mean"], c["std"])
             out.append(v.clamp(c["lo"], c["hi"])[:, None])
         else:
             _, s, k = next(spans)
             idx = m[:, s : s + k].argmax(dim=1)
             out.append(torch.nn.functional.one_hot(idx, k).to(m.dtype))
     return torch.cat(out, dim=1)
+
+
+def _integral(v: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """Round in the raw space and re-encode exactly as the encoder does.
+
+    In float64, then cast: the encoder writes ``float32((value − mean)/std)`` from
+    a float64 quotient, so an integer drawn here has bitwise the code of the same
+    integer in the real rows (a float32 round trip differs in the last bit, and a
+    KS statistic then sees two atoms where there is one).
+
+    Example:
+        >>> code = _integral(torch.tensor([0.55]), 40.0, 3.0)  # 41.65 → 42
+        >>> bool(code.item() == np.float32((42.0 - 40.0) / 3.0))  # the encoder's code
+        True
+    """
+    raw = torch.round(v.double() * std + mean)
+    return ((raw - mean) / std).to(v.dtype)
 
 
 class CondSampler:
