@@ -15,6 +15,7 @@ from data.tables import TableSchema, schema_of
 from pipeline import manifest, paths
 from pipeline.config import RunConfig, resolve_threads
 from pipeline.errors import UsageError
+from rewards.cgm.sampling import PoolSums, pool_sums
 from valuation.result import PartyValues
 
 
@@ -92,7 +93,9 @@ class RewardInputs:
         features: ``party_<i>``, ``candidates`` and ``reference`` of
             ``value/features.h5``.
         candidates: ``x`` and ``y`` of ``gan/candidates.h5``.
-        inputs: name -> path of those four files, for the reading stage's manifest.
+        inputs: name -> path of those five files, for the reading stage's manifest.
+        sums: t and each party's s, A, B from ``value/kernel_sums.h5``, for every
+            candidate (docs/cgm.md §7.2).
     """
 
     values: PartyValues
@@ -100,6 +103,7 @@ class RewardInputs:
     features: dict[str, NDArray]
     candidates: dict[str, NDArray]
     inputs: dict[str, Path]
+    sums: PoolSums
 
 
 def read_reward_inputs(run_dir: Path) -> RewardInputs:
@@ -110,7 +114,7 @@ def read_reward_inputs(run_dir: Path) -> RewardInputs:
             features disagree in length.
     """
     manifest.require(run_dir, "gan", ["candidates"])
-    manifest.require(run_dir, "value", ["features", "values"])
+    manifest.require(run_dir, "value", ["features", "values", "kernel_sums"])
     manifest.require(run_dir, "reward", ["rewards"])
     values = PartyValues.from_dict(manifest.read_json(paths.values(run_dir)))
     rewards = manifest.read_json(paths.rewards(run_dir))
@@ -127,9 +131,31 @@ def read_reward_inputs(run_dir: Path) -> RewardInputs:
         "candidates": paths.candidates(run_dir),
         "features": paths.features(run_dir),
         "values": paths.values(run_dir),
+        "kernel_sums": paths.kernel_sums(run_dir),
         "rewards": paths.rewards(run_dir),
     }
-    return RewardInputs(values, rewards, feats, cand, inputs)
+    sums = read_pool_sums(run_dir, values, len(cand["x"]))
+    return RewardInputs(values, rewards, feats, cand, inputs, sums)
+
+
+def read_pool_sums(run_dir: Path, values: PartyValues, n_candidates: int) -> PoolSums:
+    """t, s, A and B of the value stage's kernel pass (``value/kernel_sums.h5``, §7.2).
+
+    Raises:
+        UsageError: if the file's lengthscale or shape disagrees with
+            ``values.json`` and the candidates.
+    """
+    path = paths.kernel_sums(run_dir)
+    data, attrs = read_h5(path, names=("row_sums", "block_sums"))
+    rows, n = data["row_sums"], values.n_parties
+    same_shape = rows.shape == (n_candidates, n + 1)
+    if attrs.get("lengthscale") != values.lengthscale or not same_shape:
+        raise UsageError(
+            f"{path}: lengthscale {attrs.get('lengthscale')!r} and row sums of shape "
+            f"{rows.shape} do not match values.json ({values.lengthscale!r}) and "
+            f"{n_candidates} candidates of {n} parties; rerun `synthreward value`"
+        )
+    return pool_sums(rows, data["block_sums"], values.party_sizes)
 
 
 def party_seeds(root: np.random.SeedSequence, n_parties: int) -> list[int]:

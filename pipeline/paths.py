@@ -60,6 +60,11 @@ def features(run: Path) -> Path:
     return stage_dir(run, "value") / "features.h5"
 
 
+def kernel_sums(run: Path) -> Path:
+    """``DIR/value/kernel_sums.h5``: K̄ and the candidates' rows of R (§7.2)."""
+    return stage_dir(run, "value") / "kernel_sums.h5"
+
+
 def autoencoder_ckpt(run: Path) -> Path:
     """``DIR/value/autoencoder.ckpt``."""
     return stage_dir(run, "value") / "autoencoder.ckpt"

@@ -28,8 +28,10 @@ from valuation.coalition import (
     v_with_pool,
 )
 from valuation.kernels import (
+    BlockRowSums,
     check_chunk_size,
     check_lengthscale,
+    kernel_block_row_sums,
     kernel_block_sums,
     resolve_precision,
 )
@@ -190,7 +192,8 @@ def value_parties(
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     progress: bool = False,
     refuse_nonpositive: bool = True,
-) -> PartyValues:
+    return_row_sums: bool = False,
+) -> PartyValues | tuple[PartyValues, BlockRowSums]:
     """Shapley values and the summaries of ``values.json`` (docs/cgm.md §5).
 
     Args:
@@ -209,9 +212,13 @@ def value_parties(
         refuse_nonpositive: raise when max φ ≤ 0; when False, record φ with
             α = 0 for every party (α = φ / max φ is undefined) and leave the
             decision to the reward stage (docs/cgm.md §6.4).
+        return_row_sums: also return K̄ and the per-row block sums R of the same
+            kernel pass (`valuation.kernels.kernel_block_row_sums`; the values
+            are bitwise those without it), for the sample stage (§7.2).
 
     Returns:
-        The content of ``values.json``.
+        The content of ``values.json``; with ``return_row_sums`` the pair
+        (values, block and row sums).
 
     Raises:
         ValueError: on bad input (naming the argument).
@@ -246,9 +253,16 @@ def value_parties(
     else:
         ell = float(lengthscale)
     sizes = np.array([x.shape[0] for x in parties] + [candidates.shape[0]])
-    kbar = kernel_block_sums(
-        [*parties, candidates], ell, progress=progress, **kernel_kw
-    )
+    sums: BlockRowSums | None = None
+    if return_row_sums:  # the same pass and K̄ bit for bit, plus R
+        sums = kernel_block_row_sums(
+            [*parties, candidates], ell, progress=progress, **kernel_kw
+        )
+        kbar = sums.block_sums
+    else:
+        kbar = kernel_block_sums(
+            [*parties, candidates], ell, progress=progress, **kernel_kw
+        )
 
     grand = frozenset(range(n))
     stderr: NDArray[np.float64] | None = None
@@ -298,4 +312,4 @@ def value_parties(
         shapley_stderr=None if stderr is None else tuple(stderr.tolist()),
     )
     logger.info("valued %d parties: lengthscale %s, shapley %s", n, ell, result.shapley)
-    return result
+    return result if sums is None else (result, sums)

@@ -78,7 +78,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         (feats["candidates"][keep], up.candidates["y"][keep]), ref, values.alpha,
         up.rewards["reward_values"], pool.n_classes,
         seeds=[party_seeds(ss, n) for ss in root.spawn(len(betas))],
-        excluded=up.rewards.get("excluded", []),
+        excluded=up.rewards.get("excluded", []), sums=up.sums.select(keep),
         progress=progress, **sampler_settings(cfg, n),
     )  # fmt: skip
     body = {

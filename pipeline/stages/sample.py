@@ -78,6 +78,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         rewards["reward_values"],
         inv_temp=cfg.sample.inv_temp,
         seeds=seeds,
+        sums=up.sums.select(keep),  # the value stage's pass (docs/cgm.md §7.2)
         progress=progress,
         **sampler_settings(cfg, n),
     )

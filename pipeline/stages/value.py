@@ -3,7 +3,8 @@
 docs/cgm.md §4–§5: one feature map fitted on parties and candidates, applied to
 both; v(S) = S_XY − S_X against T = all party data ⊎ all candidates; all 2^N
 coalition values from one block-sum kernel pass; exact (or permutation) Shapley.
-Writes ``value/features.h5``, ``value/values.json`` (and the autoencoder).
+Writes ``value/features.h5``, ``value/values.json``, ``value/kernel_sums.h5`` (the
+pass's sums the sample stage starts from, §7.2) and the autoencoder.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         progress=progress,
     )
     try:
-        values = value_parties(
+        values, sums = value_parties(
             party_f,
             cand_f,
             lengthscale=v.lengthscale,
@@ -87,6 +88,7 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
             features=fmap.kind,
             progress=progress,
             refuse_nonpositive=False,  # φ ≤ 0: docs/cgm.md §6.4
+            return_row_sums=True,  # R of the same pass for sample (§7.2)
         )
     except LengthscaleError as e:
         raise UsageError(f"[value] lengthscale: {e}") from e
@@ -122,6 +124,17 @@ def run(cfg: RunConfig, run_dir: Path, *, progress: bool = False) -> dict[str, P
         [round(a, 4) for a in values.alpha],
     )
     outputs["values"] = manifest.write_json(paths.values(run_dir), values.to_dict())
+    n_own = sum(len(f) for f in party_f)  # R's candidate rows follow the parties'
+    outputs["kernel_sums"] = write_h5(
+        paths.kernel_sums(run_dir),
+        {"row_sums": sums.row_sums[n_own:], "block_sums": sums.block_sums},
+        {
+            "lengthscale": values.lengthscale,
+            "n_parties": len(party_f),
+            "kernel_precision": v.kernel_precision,
+            "seed": cfg.seed,
+        },
+    )
     manifest.finish(
         run_dir,
         "value",

@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from data.checks import check_interval
 from rewards.cgm.sampling import (
+    PoolSums,
     candidate_reference_sums,
     initial_state,
     sample_parties_except,
@@ -246,12 +247,14 @@ def beta_sweep(
     kernel_precision: str = "float64",
     chunk_size: int = 4096,
     progress: bool = False,
+    sums: PoolSums | None = None,
 ) -> dict[str, object]:
     """Rerun the sampler in memory per β and measure the rewards (docs/cgm.md §8.3).
 
     The kernel sums t and each party's initial sums are computed once for every β
-    and handed to `sample_parties`; the metrics after rewards are those of
-    `distribution_metrics`, on ``kernel_device`` with ``chunk_size``.
+    (or taken from ``sums``) and handed to `sample_parties`; the metrics after
+    rewards are those of `distribution_metrics`, on ``kernel_device`` with
+    ``chunk_size``.
 
     Args:
         inv_temps: the β values (``math.inf`` = greedy).
@@ -269,6 +272,9 @@ def beta_sweep(
         kernel_precision: dtype of kernel values in the one-off pass.
         chunk_size: rows per kernel tile.
         progress: show progress bars.
+        sums: t and the parties' initial sums for the rows of ``candidates``
+            (`rewards.cgm.sampling.pool_sums`, the value stage's pass); computed
+            here when None.
 
     Returns:
         ``{}`` when ``inv_temps`` is empty; else ``per_beta`` (β and its
@@ -280,19 +286,23 @@ def beta_sweep(
         return {}
     feats = [f for f, _ in parties]
     g, t_ref, ell = candidates[0], ref.features, ref.lengthscale
-    kernel = {
-        # the mean of T as stored (float32 in a run), as the sweep has always used
-        "center": t_ref.mean(0),
-        "device": kernel_device,
-        "kernel_precision": kernel_precision,
-        "chunk_size": chunk_size,
-    }
-    t = candidate_reference_sums(g, t_ref, ell, **kernel)
-    skip = set(excluded)
-    states = [
-        None if i in skip else initial_state(x, g, t_ref, ell, **kernel)
-        for i, x in enumerate(feats)
-    ]
+    given: dict[str, object] = {"sums": sums}
+    if sums is None:
+        kernel = {
+            # the mean of T as stored (float32 in a run), as the sweep always used
+            "center": t_ref.mean(0),
+            "device": kernel_device,
+            "kernel_precision": kernel_precision,
+            "chunk_size": chunk_size,
+        }
+        skip = set(excluded)
+        given = {
+            "t": candidate_reference_sums(g, t_ref, ell, **kernel),
+            "states": [
+                None if i in skip else initial_state(x, g, t_ref, ell, **kernel)
+                for i, x in enumerate(feats)
+            ],
+        }
     kw = {"chunk_size": chunk_size, "device": kernel_device}
     per_beta, n_rew, mmd = [], [], []
     for beta, beta_seeds in zip(betas, seeds, strict=True):
@@ -300,7 +310,7 @@ def beta_sweep(
             excluded, feats, g, t_ref, ell, targets,
             inv_temp=beta, seeds=beta_seeds, workers=workers, device=device,
             kernel_device=kernel_device, kernel_precision=kernel_precision,
-            chunk_size=chunk_size, progress=progress, t=t, states=states,
+            chunk_size=chunk_size, progress=progress, **given,
         )  # fmt: skip
         rows = []
         for (x, y), res in zip(parties, results, strict=True):

@@ -9,10 +9,11 @@ value r_i (or the gains stall, or the pool runs out). v is the value of docs/cgm
 
 This module does the one-off kernel pass of §7.2 in the parent process:
 t_c = Σ_{y∈T} k(c, y) and each party's sums s, A, B (`candidate_reference_sums`,
-`initial_state`), then hands the additions to the torch-free loop of
-`rewards.cgm.sampler_core` (in-process or in worker processes) or to the batched
-torch path here. `rewards.cgm.reference.naive_sample_party` recomputes every sum at
-every step and is the oracle the fast path is tested against.
+`initial_state`), or takes them from the value stage's pass (`pool_sums`), then
+hands the additions to the torch-free loop of `rewards.cgm.sampler_core`
+(in-process or in worker processes) or to the batched torch path here.
+`rewards.cgm.reference.naive_sample_party` recomputes every sum at every step and
+is the oracle the fast path is tested against.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -49,6 +51,89 @@ from rewards.cgm.sampler_core import (
 from valuation.kernels import check_lengthscale, kernel_row_sums
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PoolSums:
+    """t and every party's initial sums, computed before sampling (docs/cgm.md §7.2).
+
+    Attributes:
+        t: (n_G,) float64, t_c = Σ_{y∈T} k(c, y).
+        states: one `InitialState` (s, A, B) per party, in party order.
+    """
+
+    t: NDArray[np.float64]
+    states: tuple[InitialState, ...]
+
+    def select(self, rows: ArrayLike) -> PoolSums:
+        """The sums of the candidates ``rows`` only; T, A and B are unchanged.
+
+        Dropping candidates from the pool (the privacy guard, docs/cgm.md §8.5)
+        leaves the reference T, so t_c and s_c of a kept candidate stay as they are.
+
+        Args:
+            rows: candidate indices (or a boolean mask) to keep, in pool order.
+
+        Returns:
+            The sums of the kept candidates.
+        """
+        idx = np.asarray(rows)
+        return PoolSums(
+            t=self.t[idx],
+            states=tuple(
+                InitialState(s=st.s[idx], A=st.A, B=st.B, n_party=st.n_party)
+                for st in self.states
+            ),
+        )
+
+
+def pool_sums(
+    candidate_row_sums: ArrayLike, block_sums: ArrayLike, party_sizes: Sequence[int]
+) -> PoolSums:
+    """t, s, A and B from the value stage's one kernel pass (docs/cgm.md §5.4, §7.2).
+
+    With blocks P_1 … P_N (the parties) and P_{N+1} = G, R[c, b] = Σ_{y∈P_b} k(c, y)
+    and K̄ the block sums (`valuation.kernels.kernel_block_row_sums`):
+    t_c = Σ_b R[c, b], s^(i) = R[:, i], A_i = K̄_ii and B_i = Σ_b K̄_ib. They agree
+    with `candidate_reference_sums` and `initial_state` up to summation order.
+
+    Args:
+        candidate_row_sums: (n_G, N+1) the candidates' rows of R.
+        block_sums: (N+1, N+1) K̄.
+        party_sizes: (N,) n_i.
+
+    Returns:
+        The sums of every party.
+
+    Raises:
+        ValueError: on shapes that do not fit N parties, or non-finite sums.
+
+    Example:
+        >>> ps = pool_sums([[2.0, 1.0]], [[4.0, 2.0], [2.0, 1.0]], [2])
+        >>> ps.t.tolist(), ps.states[0].s.tolist(), ps.states[0].A, ps.states[0].B
+        ([3.0], [2.0], 4.0, 6.0)
+    """
+    rows = np.asarray(candidate_row_sums, dtype=np.float64)
+    kbar = np.asarray(block_sums, dtype=np.float64)
+    n = len(party_sizes)
+    if rows.ndim != 2 or rows.shape[1] != n + 1 or kbar.shape != (n + 1, n + 1):
+        raise ValueError(
+            f"Arguments `candidate_row_sums` and `block_sums` must be (n_G, {n + 1}) "
+            f"and ({n + 1}, {n + 1}) for {n} parties, got {rows.shape} and "
+            f"{kbar.shape}"
+        )
+    if not (np.isfinite(rows).all() and np.isfinite(kbar).all()):
+        raise ValueError("Arguments `candidate_row_sums` and `block_sums` hold NaN/inf")
+    states = tuple(
+        InitialState(
+            s=np.ascontiguousarray(rows[:, i]),
+            A=float(kbar[i, i]),
+            B=float(kbar[i].sum()),
+            n_party=int(n_i),
+        )
+        for i, n_i in enumerate(party_sizes)
+    )
+    return PoolSums(t=rows.sum(1), states=states)
 
 
 def candidate_reference_sums(
@@ -254,6 +339,7 @@ def sample_parties(
     progress: bool = False,
     t: ArrayLike | None = None,
     states: Sequence[InitialState] | None = None,
+    sums: PoolSums | None = None,
 ) -> list[SamplingResult]:
     """Sample every party's reward set (docs/cgm.md §7.1–§7.2).
 
@@ -285,13 +371,16 @@ def sample_parties(
         t: the candidates' sums against T from `candidate_reference_sums`, when the
             caller reruns the sampler (a β sweep) and computes them once.
         states: the parties' `initial_state` sums, likewise.
+        sums: t and the states together (`pool_sums`: from the value stage's
+            kernel pass), instead of ``t`` and ``states``.
 
     Returns:
         One result per party, in party order.
 
     Raises:
         ValueError: on bad arguments (see `sample_party`), mismatched lengths of
-            ``parties``, ``targets`` and ``seeds``, or ``workers`` < 1.
+            ``parties``, ``targets`` and ``seeds``, ``workers`` < 1, or ``sums``
+            given together with ``t`` or ``states``.
         TypeError: if a seed is not an int or a SeedSequence, or ``workers`` is
             not an int.
     """
@@ -326,6 +415,10 @@ def sample_parties(
     dev = resolve_device(device)
     use_batched = dev.type == "cuda" if batched is None else bool(batched)
 
+    if sums is not None:
+        if t is not None or states is not None:
+            raise ValueError("Give `sums` or `t` and `states`, not both")
+        t, states = sums.t, sums.states
     kw = {
         "center": ref.mean(0),
         "chunk_size": chunk_size,
@@ -491,6 +584,7 @@ def sample_parties_except(
     *,
     seeds: Sequence[int | np.random.SeedSequence],
     states: Sequence[InitialState] | None = None,
+    sums: PoolSums | None = None,
     **kwargs: object,
 ) -> list[SamplingResult]:
     """`sample_parties` for every party not in ``excluded`` (docs/cgm.md §6.4).
@@ -509,14 +603,24 @@ def sample_parties_except(
         targets: (N,) reward values r_i (v(D_i) for an excluded party).
         seeds: (N,) per-party seeds.
         states: optional (N,) initial states, as for `sample_parties`.
+        sums: optional t and (N,) initial states (`pool_sums`), as for
+            `sample_parties`.
         **kwargs: the other keyword arguments of `sample_parties`.
 
     Returns:
         One `SamplingResult` per party, in party order.
+
+    Raises:
+        ValueError: as `sample_parties`, also if ``sums`` is given with ``t`` or
+            ``states``.
     """
     r = np.asarray(targets, dtype=np.float64).reshape(-1)
     skip = set(excluded)
     keep = [i for i in range(len(parties)) if i not in skip]
+    if sums is not None:
+        if states is not None or kwargs.get("t") is not None:
+            raise ValueError("Give `sums` or `t` and `states`, not both")
+        states, kwargs = sums.states, {**kwargs, "t": sums.t}
     sampled = sample_parties(
         [parties[i] for i in keep],
         candidate_features,
@@ -544,9 +648,11 @@ def _excluded(own_value: float) -> SamplingResult:
 
 __all__ = [
     "InitialState",
+    "PoolSums",
     "SamplingResult",
     "candidate_reference_sums",
     "initial_state",
+    "pool_sums",
     "sample_parties",
     "sample_parties_except",
     "sample_party",
