@@ -21,7 +21,7 @@ import numpy as np
 import pytorch_lightning as pl
 
 from data.tables import TableSchema
-from gan.ctgan import CTGAN_BATCH, CTGAN_EPOCHS
+from gan.ctgan import CTGAN_EPOCHS, ctgan_auto_batch
 from gan.ctgan_data import table_layout
 from gan.quality import gate_failures, gate_measures, gate_message
 from gan.train import (
@@ -76,14 +76,14 @@ def training_length(g: GanConfig, model: str, n_rows: int) -> tuple[int, int]:
     """(epochs, batch size): ``gan.epochs`` / ``gan.batch_size``, or their "auto".
 
     ``"auto"`` is 30 epochs of 64 rows for dcgan and mlp (docs/cgm.md §10) and
-    :data:`gan.ctgan.CTGAN_EPOCHS` of min(:data:`gan.ctgan.CTGAN_BATCH`, pooled rows)
-    rows for ctgan (docs/cgm.md §3.5).
+    :data:`gan.ctgan.CTGAN_EPOCHS` of :func:`gan.ctgan.ctgan_auto_batch` rows for
+    ctgan (docs/cgm.md §3.5).
     """
     ctgan = model == "ctgan"
     epochs = (CTGAN_EPOCHS if ctgan else 30) if g.epochs == "auto" else int(g.epochs)
     if g.batch_size != "auto":
         return epochs, int(g.batch_size)
-    return epochs, min(CTGAN_BATCH, n_rows) if ctgan else 64
+    return epochs, ctgan_auto_batch(n_rows) if ctgan else 64
 
 
 def train_generator(

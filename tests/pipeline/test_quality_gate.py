@@ -123,7 +123,10 @@ def test_auto_training_length_per_model():
     g = GanConfig()
     assert training_length(g, "dcgan", 5000) == (30, 64)  # the demo's numbers
     assert training_length(g, "mlp", 5000) == (30, 64)
-    assert training_length(g, "ctgan", 5000) == (CTGAN_EPOCHS, CTGAN_BATCH)
-    assert training_length(g, "ctgan", 90) == (CTGAN_EPOCHS, 90)  # batch <= rows
+    assert training_length(g, "ctgan", 50_000) == (CTGAN_EPOCHS, CTGAN_BATCH)
+    # a small table: >= 25 steps an epoch, a multiple of the pack, <= the rows
+    assert training_length(g, "ctgan", 2_645) == (CTGAN_EPOCHS, 100)
+    assert training_length(g, "ctgan", 90) == (CTGAN_EPOCHS, 10)
+    assert training_length(g, "ctgan", 4) == (CTGAN_EPOCHS, 4)
     g = GanConfig(epochs=3, batch_size=10)
     assert training_length(g, "ctgan", 5000) == (3, 10)
