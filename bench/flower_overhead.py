@@ -120,13 +120,16 @@ def main(argv: list[str] | None = None) -> int:
 @contextlib.contextmanager
 def _legacy(on: bool) -> Iterator[None]:
     """Flower as before the party workers: a torch import per message, 3 s idle."""
-    saved = federation.USE_WORKERS, federation.NODE_IDLE_S
+    names = ("USE_WORKERS", "NODE_IDLE_S", "FORK_SUPEREXEC")
+    saved = [getattr(federation, n) for n in names]
     if on:
-        federation.USE_WORKERS, federation.NODE_IDLE_S = False, None
+        for name, value in zip(names, (False, None, False), strict=True):
+            setattr(federation, name, value)
     try:
         yield
     finally:
-        federation.USE_WORKERS, federation.NODE_IDLE_S = saved
+        for name, value in zip(names, saved, strict=True):
+            setattr(federation, name, value)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 `Federation` starts, on 127.0.0.1, a SuperLink and, per party, a worker
 (`rewards.cgsv.flower.worker`: torch and the party's state, so that Flower's
-per-message ClientApp process imports no torch) and a SuperNode (through
-`rewards.cgsv.flower.supernode`, a shorter idle wait) as child processes, each in
-its own process group, with ``FLWR_HOME`` in a private temporary folder;
+per-message ClientApp process imports no torch), a SuperNode (through
+`rewards.cgsv.flower.supernode`: shorter waits, ``--isolation process``) and its
+SuperExec (`rewards.cgsv.flower.superexec`: each message's ClientApp process is a
+fork of a process that imported Flower once) as child processes, each in its own
+process group, with ``FLWR_HOME`` in a private temporary folder;
 `Federation.run` submits the CGSV Flower App with ``flwr run`` and waits for
 the ServerApp's result. Every child is stopped on leaving the ``with`` block: on
 success, on an error, and on Ctrl-C / SIGTERM (the CLI turns both into an exception
@@ -45,14 +47,22 @@ STOP_GRACE_S = 5.0
 START_TIMEOUT_S = 120.0
 #: seconds ``flwr run`` may take to submit the App (it imports Flower: seconds)
 SUBMIT_TIMEOUT_S = 120.0
-#: seconds between two SuperExec polls for tasks (Flower's default is 1 s)
-TASK_POLL_S = "0.1"
+#: seconds between two task polls of the SuperLink's SuperExec (Flower's default
+#: is 1 s); it only starts the ServerApp, once per run, so each poll is overhead
+TASK_POLL_S = "0.5"
 #: each party's torch side runs in a long-lived worker next to its SuperNode
 #: (`rewards.cgsv.flower.worker`); False: the ClientApp imports torch per message
 USE_WORKERS = True
 #: cap on the SuperNode's idle wait between polls (Flower's fixed 3 s), via
 #: `rewards.cgsv.flower.supernode`; None: Flower's own ``flower-supernode``
 NODE_IDLE_S: float | None = 0.25
+#: each SuperNode runs ``--isolation process`` with a fork-server SuperExec
+#: (`rewards.cgsv.flower.superexec`, woken by its SuperNode); False: Flower's
+#: SuperExec, a fresh ``flwr-clientapp`` interpreter per message
+FORK_SUPEREXEC = True
+#: seconds between two task polls of a fork-server SuperExec when no wake-up
+#: comes (its SuperNode wakes it when a message arrives)
+FORK_POLL_S = "1.0"
 
 
 def port_free(port: int) -> bool:
@@ -97,12 +107,15 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _supernode() -> list[str]:
-    """The SuperNode command: Flower's, or ours with a shorter idle wait."""
+def _supernode(wake: Path) -> list[str]:
+    """The SuperNode command: Flower's, or ours with shorter waits."""
     if NODE_IDLE_S is None:
         return [_bin("flower-supernode")]
     module = "rewards.cgsv.flower.supernode"
-    return [sys.executable, "-m", module, "--idle-s", f"{NODE_IDLE_S:g}"]
+    args = [sys.executable, "-m", module, "--idle-s", f"{NODE_IDLE_S:g}"]
+    if FORK_SUPEREXEC:
+        args += ["--wake", str(wake)]
+    return args
 
 
 @dataclass
@@ -144,7 +157,8 @@ class Federation:
         self.node_superlink = node_superlink or self.address
         self.children: list[_Child] = []
         self.nodes: list[_Child] = []
-        self.workers: list[_Child] = []
+        #: per party, its other processes (worker, SuperExec)
+        self.helpers: list[list[_Child]] = []
         home = self.workdir / "flwr_home"
         home.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -160,14 +174,16 @@ class Federation:
             f'address = "{self.address}"\ninsecure = true\n'
         )
 
-    def _spawn(self, name: str, args: list[str]) -> _Child:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> _Child:
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
                 args,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=self.workdir,
                 start_new_session=True,
             )
@@ -204,25 +220,43 @@ class Federation:
                 )
             time.sleep(0.1)
         for i, data in enumerate(self.party_files):
-            config = f"party-id={i} data-file='{data}'"
-            if USE_WORKERS:
-                sock = self.workdir / f"worker_{i}.sock"
-                worker = self._spawn(
-                    f"worker_{i}",
-                    [sys.executable, "-m", "rewards.cgsv.flower.worker",
-                     "--socket", str(sock), "--parent-pid", str(os.getpid())],
-                )  # fmt: skip
-                self.workers.append(worker)
-                config += f" worker='{sock}'"
-            if self.out_dir is not None:
-                config += f" out-dir='{self.out_dir}'"
-            node = self._spawn(
-                f"supernode_{i}",
-                [*_supernode(), "--insecure", "--superlink",
-                 self.node_superlink, "--host", HOST, "--port", str(free_port()),
-                 "--max-wait-time", f"{self.timeout_s:g}", "--node-config", config],
+            self._start_party(i, data)
+
+    def _start_party(self, i: int, data: Path) -> None:
+        """Party i's worker, SuperNode and (fork server) SuperExec."""
+        helpers: list[_Child] = []
+        config = f"party-id={i} data-file='{data}'"
+        if USE_WORKERS:
+            sock = self.workdir / f"worker_{i}.sock"
+            worker = self._spawn(
+                f"worker_{i}",
+                [sys.executable, "-m", "rewards.cgsv.flower.worker",
+                 "--socket", str(sock), "--parent-pid", str(os.getpid())],
             )  # fmt: skip
-            self.nodes.append(node)
+            helpers.append(worker)
+            config += f" worker='{sock}'"
+        if self.out_dir is not None:
+            config += f" out-dir='{self.out_dir}'"
+        runtime = f"{HOST}:{free_port()}"
+        wake = self.workdir / f"wake_{i}.sock"
+        isolation = ["--isolation", "process"] if FORK_SUPEREXEC else []
+        node = self._spawn(
+            f"supernode_{i}",
+            [*_supernode(wake), "--insecure", "--superlink", self.node_superlink,
+             *isolation, "--host", HOST, "--port", runtime.rsplit(":", 1)[1],
+             "--max-wait-time", f"{self.timeout_s:g}", "--node-config", config],
+        )  # fmt: skip
+        self.nodes.append(node)
+        if FORK_SUPEREXEC:
+            superexec = self._spawn(
+                f"superexec_{i}",
+                [sys.executable, "-m", "rewards.cgsv.flower.superexec",
+                 "--wake", str(wake), "--insecure", "--runtime-api-address",
+                 runtime, "--parent-pid", str(os.getpid())],
+                env={"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": FORK_POLL_S},
+            )  # fmt: skip
+            helpers.append(superexec)
+        self.helpers.append(helpers)
 
     def _check_alive(self, child: _Child) -> None:
         if child.proc.poll() is not None:
@@ -232,10 +266,10 @@ class Federation:
             )
 
     def kill_node(self, party: int) -> None:
-        """Kill party ``party``'s SuperNode, its children and its worker."""
+        """Kill party ``party``'s SuperNode, its SuperExec and its worker."""
         _signal_group(self.nodes[party].proc, signal.SIGKILL)
-        if self.workers:
-            _signal_group(self.workers[party].proc, signal.SIGKILL)
+        for child in self.helpers[party]:
+            _signal_group(child.proc, signal.SIGKILL)
 
     def run(self, plan: Path, result: Path, deadline_s: float) -> dict[str, Any]:
         """Submit the App with ``flwr run`` and wait for the ServerApp's result.

@@ -1,13 +1,15 @@
 """The ClientApp: a thin, torch-free shim in front of the party (docs/federated.md).
 
-Flower starts a fresh ClientApp process for every message. With ``worker`` in the
-node config the shim forwards the message's arrays to the party's long-lived
-worker (`rewards.cgsv.flower.worker`, running next to the SuperNode on the same
-machine, holding torch, the party's model state and its data file) and wraps the
-worker's answer into the reply; no torch import happens per message. Without it
-the ClientApp trains itself (`worker.train_step`) and keeps the party's state in
-``context.state``: per runner its flat θ_i, its learning rate and the last reward
-round it applied. The numbers are the same either way.
+Flower runs the ClientApp in a process of its own for every message (in local
+runs a fork of `rewards.cgsv.flower.superexec`, which imported this module once).
+With ``worker`` in the node config the shim forwards the message's arrays to the
+party's long-lived worker (`rewards.cgsv.flower.worker`, running next to the
+SuperNode on the same machine, holding torch, the party's model state and its
+data file) and wraps the worker's answer into the reply; no torch import happens
+per message. Without it the ClientApp trains itself (`worker.train_step`, torch
+imported in that process) and keeps the party's state in ``context.state``: per
+runner its flat θ_i, its learning rate and the last reward round it applied.
+The numbers are the same either way.
 
 Each message applies the rewards the party has not applied yet, trains E epochs
 on the party's own data file (``--node-config "party-id=<i> data-file='<f>.npz'"``,
@@ -33,6 +35,7 @@ from flwr.clientapp import ClientApp
 
 from rewards.cgsv.flower import worker
 from rewards.cgsv.flower.files import read_party_file
+from rewards.cgsv.flower.records import pack_arrays, unpack_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +71,7 @@ def train(msg: Message, context: Context) -> Message:
     cfg = context.node_config
     out_dir = str(cfg["out-dir"]) if "out-dir" in cfg else None
     job = dict(msg.content.config_records["job"])
-    arrays = {
-        key: {name: a.numpy() for name, a in record.items()}
-        for key, record in msg.content.array_records.items()
-    }
+    arrays = unpack_arrays(msg.content)
     if "worker" in cfg:
         request = {
             "run_id": int(context.run_id), "party_id": party_id,
@@ -80,13 +80,8 @@ def train(msg: Message, context: Context) -> Message:
         out, meta = worker.call(str(cfg["worker"]), request, WORKER_WAIT_S)
     else:
         out, meta = _train_here(context, party_id, data_file, job, arrays, out_dir)
-    reply = RecordDict()
-    for key, named in out.items():
-        record = ArrayRecord()
-        for name, a in named.items():
-            record[name] = Array(a)
-        reply[key] = record
-    reply["meta"] = ConfigRecord(meta)
+    reply = RecordDict({"meta": ConfigRecord(meta)})
+    pack_arrays(reply, out)
     return Message(reply, reply_to=msg)
 
 

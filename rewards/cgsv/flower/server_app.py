@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from torch import Tensor, nn
 
@@ -42,9 +42,12 @@ from rewards.cgsv.flower.files import read_plan
 from rewards.cgsv.flower.records import (
     QUERY,
     TRAIN,
-    from_array,
+    pack_arrays,
     reward_key,
-    to_array,
+    shorten_pull_backoff,
+    to_numpy,
+    to_tensor,
+    unpack_arrays,
 )
 from rewards.cgsv.params import add_to_parameters, assign_parameters
 from rewards.cgsv.simulation import (
@@ -194,19 +197,20 @@ class FlowerFleet:
         params = {}
         for key, runner in zip(keys, runners, strict=True):
             if runner.method == "fedavg" and runner.strategy is not None and not final:
-                params[key] = to_array(runner.strategy.theta)
+                params[key] = to_numpy(runner.strategy.theta)
         contents = {}
         for i in self.nodes:
-            content = RecordDict({"job": job})
+            named: dict[str, dict[str, Any]] = {}
             if i not in self.answered:
-                content["init"] = ArrayRecord({"theta_0": to_array(self.theta_0)})
+                named["init"] = {"theta_0": to_numpy(self.theta_0)}
             for key in keys:
-                record = ArrayRecord()
+                arrays = named.setdefault(key, {})
                 if key in params:
-                    record["params"] = params[key]
+                    arrays["params"] = params[key]
                 for tr, g in self.pending.get(key, {}).get(i, []):
-                    record[reward_key(tr)] = to_array(g)
-                content[key] = record
+                    arrays[reward_key(tr)] = to_numpy(g)
+            content = RecordDict({"job": job})
+            pack_arrays(content, named)
             contents[i] = content
         return contents
 
@@ -237,8 +241,9 @@ class FlowerFleet:
         if missing:
             logger.warning("round %d: no answer from parties %s", t, sorted(missing))
         self.missing_by_round.append(sorted(missing))
+        arrays = {i: unpack_arrays(a) for i, a in answers.items()}
         return [
-            self._finish(f"r{k}", runner, t, answers, missing)
+            self._finish(f"r{k}", runner, t, answers, arrays, missing)
             for k, runner in enumerate(runners)
         ]
 
@@ -248,25 +253,26 @@ class FlowerFleet:
         runner: _Runner,
         t: int,
         answers: Mapping[int, RecordDict],
+        arrays: Mapping[int, Mapping[str, Mapping[str, Any]]],
         missing: Mapping[int, int],
     ) -> tuple[RoundResult | None, float, float | None]:
-        """Aggregate one runner's answers and update its mirrors."""
+        """Aggregate one runner's answers (``arrays``: unpacked) and its mirrors."""
         runner.missing = sorted(missing)
         fit_s = max(
             (float(a.config_records["meta"][f"fit_s.{key}"]) for a in answers.values()),
             default=0.0,
         )
-        records = {i: a.array_records[key] for i, a in answers.items()}
+        records = {i: arrays[i].get(key, {}) for i in answers}
         mirrors = {p.party_id: p for p in runner.parties}
         if runner.strategy is None:
             for i, rec in records.items():
                 if "model" in rec:
-                    mirrors[i].load(from_array(rec["model"]))
+                    mirrors[i].load(to_tensor(rec["model"]))
             return None, fit_s, None
         t_server = time.perf_counter()
         runner.strategy.configure_round(t)
         uploads = [
-            (i, from_array(rec["vec"]), self.sizes[i]) for i, rec in records.items()
+            (i, to_tensor(rec["vec"]), self.sizes[i]) for i, rec in records.items()
         ]
         result = runner.strategy.aggregate_round(t, uploads, missing)
         if runner.method == "fedavg":
@@ -368,6 +374,7 @@ def _config(context: Context, key: str) -> str:
 def main(grid: Grid, context: Context) -> None:
     """The ServerApp's entry: run the plan, write the result (or the error)."""
     result = _config(context, "result")
+    shorten_pull_backoff()  # replies are pulled while their objects arrive
     try:
         body = run_server(grid, _config(context, "plan"), Path(f"{result}.connected"))
     except Exception as e:

@@ -30,9 +30,11 @@ flwr = pytest.importorskip("flwr")
 
 from rewards.cgsv.flower.records import (  # noqa: E402
     from_array,
+    pack_arrays,
     reward_key,
     rewards_in,
     to_array,
+    unpack_arrays,
 )
 
 UPLOADS = {
@@ -154,6 +156,60 @@ def test_rewards_in_round_order():
     assert [t for t, _ in got] == [2, 3, 10]
     assert got[2][1].tolist() == [10.0, 10.0]
     assert rewards_in(None) == []
+
+
+def _random_arrays(rng):
+    """Random named arrays: several dtypes, 0-d, empty and n-d shapes."""
+    dtypes = [np.float32, np.float64, np.int64, np.uint8, np.float16]
+    named = {}
+    for key in ("init", "r0", "r1", "r2"):
+        arrays = {}
+        for k in range(int(rng.integers(0, 4))):
+            shape = tuple(int(d) for d in rng.integers(0, 5, size=rng.integers(0, 4)))
+            a = rng.normal(size=shape) * 100
+            kind = dtypes[int(rng.integers(len(dtypes)))]
+            arrays[f"reward.{k}"] = np.asarray(a, dtype=kind)
+        named[key] = arrays
+    return named
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_packed_arrays_equal_one_record_per_array(seed):
+    from flwr.app import Array, RecordDict
+
+    named = _random_arrays(np.random.default_rng(seed))
+    content = RecordDict()
+    # Execute: the packed wire format, and the obvious one (an Array per array)
+    pack_arrays(content, named)
+    got = unpack_arrays(content)
+    slow = {k: {n: Array(a).numpy() for n, a in v.items()} for k, v in named.items()}
+    # Assert: bit for bit, same dtypes and shapes; runner keys without arrays absent
+    assert got.keys() == {k for k, v in slow.items() if v}
+    for key, arrays in got.items():
+        assert arrays.keys() == slow[key].keys()
+        for name, a in arrays.items():
+            assert a.dtype == slow[key][name].dtype
+            assert a.shape == slow[key][name].shape
+            assert a.tobytes() == slow[key][name].tobytes()
+            assert a.flags.writeable
+
+
+def test_packed_message_has_the_same_objects_whatever_its_arrays():
+    # Flower sends each object of a message in its own request (module docstring)
+    from flwr.app import Message, RecordDict
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, 0
+    rng = np.random.default_rng(0)
+    counts = []
+    for n in (1, 12):
+        content = RecordDict()
+        named = {f"r{k}": {"vec": rng.normal(size=50)} for k in range(n)}
+        pack_arrays(content, named)
+        message = Message(content, dst_node_id=1, message_type="train")
+        counts.append(len(get_all_nested_objects(message)))
+    assert counts[0] == counts[1]
 
 
 def test_plan_and_party_files_round_trip(tmp_path):
