@@ -58,6 +58,7 @@ def main() -> None:
     p.add_argument("--budget-s", type=float, default=300.0)
     p.add_argument("--png", type=Path, default=None)
     p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--precision", default="auto", help="auto, 32-true, bf16-mixed")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -72,6 +73,7 @@ def main() -> None:
         batch_size=args.batch_size,
         width=args.width,
         accelerator=args.accelerator,
+        precision=args.precision,
     )
     start = time.perf_counter()
     labels = candidate_labels(module.hparams["class_frequencies"], 10_000, seed=1)
