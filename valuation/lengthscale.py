@@ -168,7 +168,7 @@ class SingletonSums:
         self._cache: list[tuple[int, bool, Tensor]] | None = None
         if need <= cache_bytes:
             self._cache = list(self._tiles())
-        else:
+        elif cache_bytes > 0:  # 0: no cache asked for (the histogram method)
             logger.info(
                 "lengthscale: %d bytes of distances exceed cache_bytes=%d; "
                 "recomputing tiles at each step",
