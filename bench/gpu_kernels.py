@@ -28,7 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rewards.cgm.sampling import pool_sums, sample_parties
-from valuation.coalition import coalition_values_from_blocks
+from valuation.coalition import (
+    coalition_values_from_blocks,
+    coalition_values_from_sums,
+)
 from valuation.kernels import kernel_block_row_sums
 from valuation.lengthscale import find_lengthscale
 
@@ -117,48 +120,34 @@ def main() -> None:
         out[f"values_rel_{name}"] = rel(values, values_cpu)
     n_own = int(sizes[:-1].sum())
     ps = pool_sums(base.row_sums[n_own:], base.block_sums, sizes[:-1].tolist())
-    start = [
-        2 * st.B / (st.n_party * len(ref)) - st.A / st.n_party**2 for st in ps.states
-    ]
+    start = coalition_values_from_sums(  # v(D_i) from the stored sums
+        np.array([st.n_party for st in ps.states]),
+        np.array([st.B for st in ps.states]),
+        np.array([st.A for st in ps.states]),
+        float(len(ref)),
+    )
     v_all = float(values_cpu[-1])  # v(N): each target 90 % of the way from v(D_i)
     targets = [s + 0.9 * (v_all - s) for s in start]
-    seeds = list(range(100, 105))
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     for beta in (1.0, math.inf):
         tag = "greedy" if math.isinf(beta) else f"beta{beta:g}"
-        cpu_res, out[f"sample_cpu_{tag}_s"] = timed(
-            sample_parties,
-            parties,
-            cand,
-            ref,
-            ell,
-            targets,
-            inv_temp=beta,
-            seeds=seeds,
-            sums=ps,
-            workers=1,
-        )
-        out[f"n_rewards_{tag}"] = [r.n_rewards for r in cpu_res]
-        if torch.cuda.is_available():
-            gpu_res, out[f"sample_cuda_{tag}_s"] = timed(
-                sample_parties,
-                parties,
-                cand,
-                ref,
-                ell,
-                targets,
-                inv_temp=beta,
-                seeds=seeds,
-                sums=ps,
-                device="cuda",
-            )
+        res = {}
+        for dev in devices:
+            res[dev], out[f"sample_{dev}_{tag}_s"] = timed(
+                sample_parties, parties, cand, ref, ell, targets, inv_temp=beta,
+                seeds=list(range(100, 105)), sums=ps, device=dev, workers=1,
+            )  # fmt: skip
+        out[f"n_rewards_{tag}"] = [r.n_rewards for r in res["cpu"]]
+        if "cuda" in res:
+            pairs = list(zip(res["cpu"], res["cuda"], strict=True))
             out[f"same_sequences_{tag}"] = [
                 bool(np.array_equal(a.candidate_index, b.candidate_index))
-                for a, b in zip(cpu_res, gpu_res, strict=True)
+                for a, b in pairs
             ]
             out[f"trace_rel_{tag}"] = max(
                 (
                     rel(b.value_trace, a.value_trace)
-                    for a, b in zip(cpu_res, gpu_res, strict=True)
+                    for a, b in pairs
                     if a.n_rewards == b.n_rewards and a.n_rewards > 0
                 ),
                 default=None,
