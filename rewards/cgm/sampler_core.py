@@ -17,6 +17,7 @@ second instead of paying torch's import (seconds) per process.
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from numpy.typing import ArrayLike, NDArray
 from tqdm import tqdm
 
 from data.checks import check_int, check_interval, check_number
+
+logger = logging.getLogger(__name__)
 
 # "excluded": a party with φ ≤ 0 receives nothing (docs/cgm.md §6.4).
 StopReason = Literal["target", "stall", "exhausted", "excluded"]
@@ -503,6 +506,7 @@ def run_parties(
                 tqdm(zip(seeds, states, strict=True), total=n, disable=not progress)
             )
         ]  # fmt: skip
+    logger.info("sampling %d parties in %d worker processes", n, min(workers, n))
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         max_workers=min(workers, n),

@@ -446,8 +446,9 @@ def test_signal_during_sampling_with_workers_leaves_no_temp_files(
         "run",
         "sample",
         sig,
-        "[sample] config",
+        "worker processes",  # the pool is starting: the stage is mid-sampling
         ("--set", "sample.workers=2"),
+        delay=0.0,
     )
     _assert_stopped(run, "sample", rc, err, sig)
     assert main(_cmd("all", "--set", "sample.workers=2")) == 0
