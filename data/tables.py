@@ -350,16 +350,27 @@ def as_strings(values: NDArray) -> NDArray:
 def level_strings(values: NDArray) -> tuple[str, ...]:
     """The sorted distinct levels of a column, as strings.
 
-    Numeric columns sort numerically, others as strings.
+    Numeric columns sort numerically, and so do text columns whose every level
+    reads as a number (a CSV category column of codes ``"2"``, ``"10"``; ties of
+    equal numbers such as ``"1"`` and ``"1.0"`` break by the string); others sort
+    as strings.
 
     Example:
         >>> level_strings(np.array([10, 9, 10]))
         ('9', '10')
+        >>> level_strings(np.array(["10", "9", "2"], dtype=object))
+        ('2', '9', '10')
+        >>> level_strings(np.array(["b", "10", "a"], dtype=object))
+        ('10', 'a', 'b')
     """
     v = np.asarray(values)
     if v.dtype.kind in "iufb":
         return tuple(as_strings(np.unique(v)).tolist())
-    return tuple(sorted(set(as_strings(v).tolist())))
+    levels = set(as_strings(v).tolist())
+    try:
+        return tuple(sorted(levels, key=lambda s: (float(s), s)))
+    except ValueError:
+        return tuple(sorted(levels))
 
 
 def codes_of(strings: NDArray, levels: tuple[str, ...], what: str) -> NDArray[np.int64]:

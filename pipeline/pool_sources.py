@@ -31,6 +31,7 @@ from data.table_source import TableError, TablePool, load_table_pool
 from data.tables import SCHEMA_ATTR
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
+from valuation.limits import MAX_EXACT_PARTIES
 
 logger = logging.getLogger(__name__)
 
@@ -191,4 +192,19 @@ def build_pool(cfg: RunConfig, seeds: list[np.random.SeedSequence]) -> Built:
     if cfg.data.source == "gmm" and cfg.data.gmm_draw == "authors":
         return _from_gmm_authors(cfg, seeds)
     build = {"files": _from_files, "table": _from_table, "adult": _from_adult}
-    return build.get(cfg.data.source, _from_builtin)(cfg, seeds)
+    built = build.get(cfg.data.source, _from_builtin)(cfg, seeds)
+    _check_party_count(cfg, len(built.parties))
+    return built
+
+
+def _check_party_count(cfg: RunConfig, n: int) -> None:
+    """The config check of ``value.shapley`` for a count only the data knows.
+
+    With one table file the party column sets N, so the config checks cannot
+    check N against exact Shapley; this does, before the pool stage writes.
+    """
+    if cfg.value.shapley == "exact" and n > MAX_EXACT_PARTIES:
+        raise UsageError(
+            f'[value] shapley: "exact" allows at most {MAX_EXACT_PARTIES} parties, '
+            f'the data has {n}; set value.shapley = "permutation"'
+        )

@@ -117,7 +117,9 @@ def sweep_summary(
     corr(β, ·) is a Pearson correlation over the **finite** β values only: β = inf
     (greedy) has no place on a linear β axis, so its rows are left out of corr(β, ·)
     but still count in corr(α, ·). With fewer than two finite β the correlation is
-    undefined and reported as None.
+    undefined and reported as None. A party whose row is the same at every β (an
+    excluded party: 0 rewards, MMD² unchanged) has no correlation; it is left out of
+    the mean with one info line instead of a warning per party.
 
     Args:
         inv_temps: the β values of the sweep (``math.inf`` = greedy).
@@ -145,7 +147,19 @@ def sweep_summary(
         if len(betas) < 2:
             out[f"corr_beta_{name}"] = None
             continue
-        per_party = [pearson_or_none(betas, arr[:, i]) for i in range(arr.shape[1])]
+        flat = [i for i in range(arr.shape[1]) if np.all(arr[:, i] == arr[0, i])]
+        if flat:
+            logger.info(
+                "corr(beta, %s) leaves out parties %s: the same value at every beta "
+                "(such as an excluded party, which gets no reward)",
+                name,
+                flat,
+            )
+        per_party = [
+            pearson_or_none(betas, arr[:, i])
+            for i in range(arr.shape[1])
+            if i not in flat
+        ]
         out[f"corr_beta_{name}"] = mean_and_se(per_party)[0]
     return out
 

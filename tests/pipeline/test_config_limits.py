@@ -8,6 +8,7 @@ and every file of the run left byte for byte as it was.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import shutil
@@ -224,3 +225,19 @@ def test_sweep_summary_with_fewer_than_two_finite_beta_is_none(betas) -> None:
     )
     assert out["corr_beta_n_rewards"] is None
     assert out["corr_beta_mmd2"] is None
+
+
+def test_sweep_summary_leaves_flat_parties_out_quietly(caplog) -> None:
+    # Prepare: party 1 is excluded (0 rewards, MMD² unchanged at every β)
+    per_beta = [dict.fromkeys(METRICS, 0.5)] * 3
+    n_rewards = [[1, 0], [3, 0], [5, 0]]
+    mmd2 = [[0.3, 0.7], [0.2, 0.7], [0.1, 0.7]]
+    # Act
+    with caplog.at_level(logging.INFO):
+        out = sweep_summary([1.0, 2.0, 3.0], per_beta, n_rewards, mmd2)
+    # Assert: the mean is party 0's correlation alone; no warning, one info per metric
+    assert out["corr_beta_n_rewards"] == pytest.approx(1.0)
+    assert out["corr_beta_mmd2"] == pytest.approx(-1.0)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("leaves out parties [1]" in m for m in messages) == 2

@@ -244,3 +244,48 @@ def test_n_parties_of_a_table_config():
     one = RunConfig(data=DataConfig(source="table", table_files=files[:1]))
     assert many.n_parties == 3  # one file per party
     assert one.n_parties == DataConfig().n_parties  # unknown before the file is read
+
+
+def test_too_many_parties_for_exact_shapley_exit_2_before_writing(tmp_path, capsys):
+    # Prepare: one table file whose party column names 17 parties; value.shapley is
+    # "exact" (the default), which the config alone could not check
+    cols = _table(n=17 * 12)
+    cols["site"] = [f"p{i % 17:02d}" for i in range(len(cols["site"]))]
+    csv = _write_csv(tmp_path / "t.csv", cols)
+    run = tmp_path / "run"
+    # Act
+    rc = _run("pool", run, _sets([csv], "value.shapley=exact"))
+    # Assert
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "[value] shapley:" in err[0]
+    assert "the data has 17" in err[0]
+    assert not run.exists()
+    # and 17 parties pass with permutation sampling
+    assert _run("pool", run, _sets([csv], "value.shapley=permutation")) == 0
+
+
+def test_numeric_category_codes_sort_as_numbers(tmp_path):
+    # Prepare: a categorical column of numeric codes written as text, and numeric
+    # labels; string order would put "10" before "2"
+    cols = _table()
+    n = len(cols["age"])
+    cols["stage"] = [["2", "10", "9"][i % 3] for i in range(n)]
+    cols["outcome"] = [10 if o == "sick" else 2 for o in cols["outcome"]]
+    csv = _write_csv(tmp_path / "t.csv", cols)
+    run = tmp_path / "run"
+    # Act
+    sets = _sets([csv], 'data.categorical=["region","smoker","stage"]')
+    assert _run("pool", run, sets) == 0
+    # Assert: numeric order for both, and the codes follow it
+    schema = read_pool(run).schema
+    assert schema.column("stage").categories == ("2", "9", "10")
+    assert schema.classes == ("2", "10")
+    pool = read_pool(run)
+    x = np.concatenate([x for x, _ in pool.parties])
+    y = schema.decode_labels(np.concatenate([y for _, y in pool.parties]))
+    back = schema.decode(x)  # each row's label still follows the table's rule
+    age = np.round(np.asarray(back["age"], float), 1)  # the CSV's one decimal
+    sick = (age > 50) ^ (np.asarray(back["smoker"]) == "yes")
+    assert y.tolist() == np.where(sick, "10", "2").tolist()
