@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rewards.cgsv.flower.supernode import take_option
+
 logger = logging.getLogger(__name__)
 
 #: the App module the fork server imports before its first task (our ClientApp)
@@ -172,21 +174,11 @@ def _wait_listening(address: str, timeout_s: float) -> None:
         time.sleep(0.05)
 
 
-def _option(args: list[str], name: str) -> str | None:
-    """Remove ``name VALUE`` from ``args``; return VALUE (None if absent)."""
-    if name not in args:
-        return None
-    k = args.index(name)
-    value = args[k + 1]
-    del args[k : k + 2]
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     """Pre-import, patch Flower's SuperExec loop, then run ``flower-superexec``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    wake_path = _option(args, "--wake")
-    preload = _option(args, "--preload") or DEFAULT_PRELOAD
+    wake_path = take_option(args, "--wake")
+    preload = take_option(args, "--preload") or DEFAULT_PRELOAD
     importlib.import_module("flwr.supernode.runtime.run_clientapp")
     importlib.import_module(preload)
     from rewards.cgsv.flower.records import shorten_pull_backoff
@@ -198,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     loop.get_executor = lambda *_, **__: ForkExecutor()  # type: ignore[assignment]
     if wake_path is not None:
         loop.time = _WakeableTime(wake_path)  # type: ignore[assignment]
-    address = _option(list(args), "--runtime-api-address")
+    address = take_option(list(args), "--runtime-api-address")
     if address is not None:
         _wait_listening(address, API_WAIT_S)
     sys.argv = ["flower-superexec", *args]

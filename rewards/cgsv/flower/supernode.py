@@ -76,8 +76,19 @@ class _NodeTime:
         return getattr(time, name)
 
 
-def _take(args: list[str], name: str, default: str | None) -> str | None:
-    """Remove ``name VALUE`` from ``args``; return VALUE (``default`` if absent)."""
+def take_option(args: list[str], name: str, default: str | None = None) -> str | None:
+    """Remove ``name VALUE`` from ``args``; return VALUE (``default`` if absent).
+
+    Shared by the SuperNode and SuperExec wrappers, which take their own options
+    out before handing the rest to Flower's command line.
+
+    Example:
+        >>> args = ["--wake", "/tmp/w", "--insecure"]
+        >>> take_option(args, "--wake"), args
+        ('/tmp/w', ['--insecure'])
+        >>> take_option(args, "--busy-s", "0.01")
+        '0.01'
+    """
     if name not in args:
         return default
     k = args.index(name)
@@ -89,10 +100,10 @@ def _take(args: list[str], name: str, default: str | None) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     """Patch the SuperNode loop's sleeps, then run ``flower-supernode``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    cap = float(_take(args, "--idle-s", str(FLOWER_IDLE_S)) or FLOWER_IDLE_S)
-    floor = float(_take(args, "--idle-min-s", "0.02") or 0.02)
-    busy = float(_take(args, "--busy-s", "0.01") or 0.01)
-    wake_path = _take(args, "--wake", None)
+    cap = float(take_option(args, "--idle-s", str(FLOWER_IDLE_S)) or FLOWER_IDLE_S)
+    floor = float(take_option(args, "--idle-min-s", "0.02") or 0.02)
+    busy = float(take_option(args, "--busy-s", "0.01") or 0.01)
+    wake_path = take_option(args, "--wake", None)
     import flwr.supernode.start_client_internal as loop
     from flwr.supernode.cli import flower_supernode
 
