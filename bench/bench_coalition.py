@@ -21,7 +21,6 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import timed
 from valuation.coalition import (
     coalition_values_from_blocks,
     members_of,
@@ -46,15 +46,6 @@ def hardware() -> str:
         f"numpy {np.__version__}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
         f"cuda {cuda}"
     )
-
-
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def bench_one(n: int, args: argparse.Namespace, rng: np.random.Generator) -> dict:

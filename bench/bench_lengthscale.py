@@ -19,8 +19,6 @@ import argparse
 import json
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
+from bench.common import timed
 from data.sources import GMM_COMPONENTS, gmm_source
 from valuation.kernels import kernel_block_sums
 from valuation.lengthscale import (
@@ -61,16 +60,6 @@ def hardware() -> dict:
         "numpy": np.__version__,
         "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
-
-
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Best wall time of ``repeats`` calls, and the last result."""
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def gmm_parties(

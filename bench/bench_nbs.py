@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,18 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import cpu_name
 from rewards.nash.bargaining import nbs
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 #: problem families; each (seed, K, family) gets its own generator
 KINDS = ("feasible", "ill-conditioned", "conflicting")
@@ -100,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     print(
         f"NBS solver, D = {args.dim}, {args.problems} problems x best of "
-        f"{args.repeats}; {_cpu_name()}, OMP_NUM_THREADS="
+        f"{args.repeats}; {cpu_name()}, OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}\n"
     )
     print("| K | problems | median µs/call | p90 µs/call | mean it | max it | fails |")

@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import cpu_name
 from rewards.cgm.reference import naive_sample_party
 from rewards.cgm.sampling import (
     candidate_reference_sums,
@@ -52,16 +53,6 @@ def _target_for(trace: np.ndarray, k: int) -> tuple[float, int]:
     below = float(np.max(trace[:best])) if best > 0 else -math.inf
     margin = min(1e-9 * abs(v), (v - below) / 2.0)
     return v - margin, best + 1
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_size(n_g: int, args: argparse.Namespace) -> dict:
@@ -150,7 +141,7 @@ def main() -> None:
 
     rows = [run_size(n, args) for n in args.sizes]
     print(
-        f"hardware: {_cpu_name()}, "
+        f"hardware: {cpu_name()}, "
         f"{os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"numpy {np.__version__}, torch {torch.__version__}, "

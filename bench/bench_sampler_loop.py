@@ -42,21 +42,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import cpu_name
 from rewards.cgm.sampler_core import InitialState, run_party
 from tests.rewards.cgm.test_sampler_lean import _old_run_party
 
 logger = logging.getLogger("bench_sampler_loop")
-
-
-def _cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (or what `platform` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gmm_problem(n_g: int, party_size: int, seed: int) -> tuple:
@@ -154,7 +144,7 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     hardware = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
         "numpy": np.__version__,

@@ -78,7 +78,7 @@ def apply_threads(threads: int) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     torch.set_num_threads(threads)
-    threadpoolctl.threadpool_limits(threads)  # each stage logs it in its config
+    threadpoolctl.threadpool_limits(threads)  # manifests record it (RunConfig.tables)
 
 
 def stage_module(stage: str) -> ModuleType:

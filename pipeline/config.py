@@ -504,7 +504,7 @@ def resolve_threads(threads: int | str) -> int:
 
     Half, because a fork-join op waits for its slowest thread: on this project's
     2-core machine two threads trained the MNIST GAN 1.8× faster when idle but
-    5–10× slower than one thread beside one busy process (README, "Threads").
+    5–10× slower than one thread beside one busy process (docs/interface.md §7.2).
 
     Args:
         threads: the ``threads`` setting.

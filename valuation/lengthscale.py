@@ -197,16 +197,28 @@ class SingletonSums:
         Returns:
             (s, b): (N,) float64 Σ_{D_i×D_i} k and Σ_{D_i×T} k.
         """
-        inv = 1.0 / (2.0 * check_lengthscale(lengthscale) ** 2)
-        s = torch.zeros(self.n_parties, dtype=torch.float64, device=self._dev)
-        b = torch.zeros(self.n_parties, dtype=torch.float64, device=self._dev)
-        tiles = self._cache if self._cache is not None else self._tiles()
-        for i, own, d2 in tiles:
-            total = torch.exp(d2 * -inv).sum(dtype=torch.float64)
-            b[i] += total
-            if own:
-                s[i] += total
-        return s.cpu().numpy(), b.cpu().numpy()
+        return self._sums_many([lengthscale])[0]
+
+    def _sums_many(
+        self, lengthscales: Sequence[float]
+    ) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+        """(s, b) of :meth:`__call__` at several ℓ from one pass over the tiles.
+
+        Each ℓ sees the same tiles, float operations and order of accumulation,
+        so its sums do not depend on the other ℓ of the call.
+        """
+        invs = [1.0 / (2.0 * check_lengthscale(ell) ** 2) for ell in lengthscales]
+        shape = (len(invs), self.n_parties)
+        s = torch.zeros(shape, dtype=torch.float64, device=self._dev)
+        b = torch.zeros(shape, dtype=torch.float64, device=self._dev)
+        for i, own, d2 in self.tiles():
+            for j, inv in enumerate(invs):
+                total = torch.exp(d2 * -inv).sum(dtype=torch.float64)
+                b[j, i] += total
+                if own:
+                    s[j, i] += total
+        s_np, b_np = s.cpu().numpy(), b.cpu().numpy()
+        return [(s_np[j], b_np[j]) for j in range(len(invs))]
 
     def values(self, lengthscale: float) -> NDArray[np.float64]:
         """Singleton values v_ℓ(D_i) = 2·Σ_{D_i×T} k/(n_i·n_T) − Σ_{D_i×D_i} k/n_i².
@@ -217,9 +229,7 @@ class SingletonSums:
         Returns:
             (N,) float64 values.
         """
-        s, b = self(lengthscale)
-        n_t = float(self.sizes.sum())
-        return coalition_values_from_sums(self.sizes[:-1], b, s, n_t)
+        return self.values_many([lengthscale])[0]
 
     def tiles(self) -> Iterable[tuple[int, bool, Tensor]]:
         """(party i, columns in block i?, squared distances) over the D_i × T tiles.
@@ -249,8 +259,8 @@ class SingletonSums:
     def values_many(self, lengthscales: Sequence[float]) -> list[NDArray[np.float64]]:
         """:meth:`values` at several ℓ from one pass over the tiles.
 
-        Each ℓ gets bitwise what :meth:`values` returns: the same tiles, the
-        same float operations, the same order of accumulation.
+        Each ℓ gets bitwise what :meth:`values` returns at that ℓ alone: the same
+        tiles, the same float operations, the same order of accumulation.
 
         Args:
             lengthscales: ℓ values, each > 0.
@@ -258,24 +268,10 @@ class SingletonSums:
         Returns:
             One (N,) float64 array of v_ℓ(D_i) per ℓ.
         """
-        invs = [1.0 / (2.0 * check_lengthscale(ell) ** 2) for ell in lengthscales]
-        zeros = [
-            torch.zeros(self.n_parties, dtype=torch.float64, device=self._dev)
-            for _ in range(2 * len(invs))
-        ]
-        s, b = zeros[: len(invs)], zeros[len(invs) :]
-        for i, own, d2 in self.tiles():
-            for j, inv in enumerate(invs):
-                total = torch.exp(d2 * -inv).sum(dtype=torch.float64)
-                b[j][i] += total
-                if own:
-                    s[j][i] += total
         n_t = float(self.sizes.sum())
         return [
-            coalition_values_from_sums(
-                self.sizes[:-1], b_j.cpu().numpy(), s_j.cpu().numpy(), n_t
-            )
-            for s_j, b_j in zip(s, b, strict=True)
+            coalition_values_from_sums(self.sizes[:-1], b, s, n_t)
+            for s, b in self._sums_many(lengthscales)
         ]
 
     @property

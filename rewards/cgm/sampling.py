@@ -65,6 +65,10 @@ class PoolSums:
     t: NDArray[np.float64]
     states: tuple[InitialState, ...]
 
+    def parties(self, keep: Sequence[int]) -> PoolSums:
+        """The sums with the states of the parties ``keep`` only, in that order."""
+        return PoolSums(t=self.t, states=tuple(self.states[i] for i in keep))
+
     def select(self, rows: ArrayLike) -> PoolSums:
         """The sums of the candidates ``rows`` only; T, A and B are unchanged.
 
@@ -617,10 +621,6 @@ def sample_parties_except(
     r = np.asarray(targets, dtype=np.float64).reshape(-1)
     skip = set(excluded)
     keep = [i for i in range(len(parties)) if i not in skip]
-    if sums is not None:
-        if states is not None or kwargs.get("t") is not None:
-            raise ValueError("Give `sums` or `t` and `states`, not both")
-        states, kwargs = sums.states, {**kwargs, "t": sums.t}
     sampled = sample_parties(
         [parties[i] for i in keep],
         candidate_features,
@@ -629,6 +629,7 @@ def sample_parties_except(
         r[keep],
         seeds=[seeds[i] for i in keep],
         states=None if states is None else [states[i] for i in keep],
+        sums=None if sums is None else sums.parties(keep),
         **kwargs,  # type: ignore[arg-type]
     )
     got = dict(zip(keep, sampled, strict=True))

@@ -58,22 +58,6 @@ def to_tensor(a: NDArray[Any]) -> Tensor:
     return torch.from_numpy(np.array(a, copy=True))
 
 
-def to_array(vec: Tensor) -> Array:
-    """A flat tensor as a Flower ``Array`` (NumPy, same dtype, on CPU).
-
-    Example:
-        >>> import torch
-        >>> from_array(to_array(torch.tensor([1.5, -2.0]))).tolist()
-        [1.5, -2.0]
-    """
-    return Array(to_numpy(vec))
-
-
-def from_array(array: Array) -> Tensor:
-    """A Flower ``Array`` as a new tensor (bit for bit)."""
-    return to_tensor(array.numpy())
-
-
 def shorten_pull_backoff(initial_s: float = PULL_BACKOFF_S) -> None:
     """Retry a pull of a not-yet-stored object after ``initial_s``, not 1 s.
 
@@ -166,11 +150,3 @@ def reward_key(round: int) -> str:
 def reward_round(key: str) -> int:
     """The round t of a ``reward.<t>`` key."""
     return int(key.split(".", 1)[1])
-
-
-def rewards_in(record: ArrayRecord | None) -> list[tuple[int, Tensor]]:
-    """The (t, g_i^(t)) carried by a runner's record, in round order."""
-    if record is None:
-        return []
-    found = [(reward_round(k), v) for k, v in record.items() if k.startswith("reward.")]
-    return [(t, from_array(a)) for t, a in sorted(found, key=lambda item: item[0])]

@@ -60,14 +60,14 @@ def key_file(socket: str | Path) -> Path:
 
 
 def _tensor(a: NDArray[Any]) -> Tensor:
-    """A new tensor with ``a``'s bits (as `records.from_array`)."""
+    """A new tensor with ``a``'s bits (`records.to_tensor` without a Flower import)."""
     import torch
 
     return torch.from_numpy(np.array(a, copy=True))
 
 
 def _numpy(vec: Tensor) -> NDArray[Any]:
-    """A contiguous NumPy copy of a tensor (as `records.to_array`)."""
+    """A contiguous NumPy copy of a tensor (as `records.to_numpy`, and a copy)."""
     return np.array(np.ascontiguousarray(vec.detach().cpu().numpy()), copy=True)
 
 

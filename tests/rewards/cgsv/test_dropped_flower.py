@@ -29,11 +29,7 @@ from rewards.cgsv.strategies import FedAvgStrategy, GradientRewardStrategy
 flwr = pytest.importorskip("flwr")
 
 from rewards.cgsv.flower.records import (  # noqa: E402
-    from_array,
     pack_arrays,
-    reward_key,
-    rewards_in,
-    to_array,
     unpack_arrays,
 )
 
@@ -138,24 +134,6 @@ def test_fedavg_dropped_party_weight_zero():
 
 
 # --- wire format and files -------------------------------------------------
-
-
-def test_array_round_trip_is_exact():
-    vec = torch.randn(1000, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(from_array(to_array(vec)), vec, rtol=0, atol=0)
-
-
-def test_rewards_in_round_order():
-    from flwr.app import ArrayRecord
-
-    record = ArrayRecord()
-    for t in (10, 2, 3):
-        record[reward_key(t)] = to_array(torch.full((2,), float(t)))
-    record["params"] = to_array(torch.zeros(2))
-    got = rewards_in(record)
-    assert [t for t, _ in got] == [2, 3, 10]
-    assert got[2][1].tolist() == [10.0, 10.0]
-    assert rewards_in(None) == []
 
 
 def _random_arrays(rng):
