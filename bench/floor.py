@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -38,14 +37,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_name  # noqa: E402 (after the path insert)
+
 STAGES = ("pool", "gan", "value", "reward", "sample")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 CONDITION = ["reward.condition=stable"]
@@ -187,7 +181,7 @@ def main() -> None:
     CONDITION[0] = f"reward.condition={args.condition}"
     os.environ["OMP_NUM_THREADS"] = "1"
     hardware = (
-        f"{cpu_model()}, {os.cpu_count()} logical CPUs, Python {sys.version.split()[0]}"
+        f"{cpu_name()}, {os.cpu_count()} logical CPUs, Python {sys.version.split()[0]}"
     )
     lines = []
     with tempfile.TemporaryDirectory(prefix="floor_") as tmp:
